@@ -1,0 +1,1 @@
+//! Embedded SMART authorization server, mounted under `/auth`.

@@ -1,0 +1,7 @@
+//! One module per subcommand. Each exposes its clap args and a `run` returning an exit code.
+
+pub mod auth;
+pub mod data;
+pub mod logging;
+pub mod serve;
+pub mod store;

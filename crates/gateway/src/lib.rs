@@ -1,0 +1,1 @@
+//! The FHIR-aware reverse proxy (DESIGN.md §3).

@@ -1,0 +1,1 @@
+//! Embedded FHIR R4 server on SQLite.

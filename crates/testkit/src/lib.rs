@@ -1,0 +1,1 @@
+//! Test-only helpers: gateways on ephemeral ports, a local OIDC issuer, token minting, fixtures.
