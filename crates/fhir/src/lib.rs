@@ -7,6 +7,7 @@
 //! OperationOutcome and Bundle builders used for every error the gateway originates,
 //! and the Patient compartment tables used to decide whose data a resource is.
 
+pub mod compartment;
 pub mod outcome;
 pub mod request;
 pub mod resource_type;

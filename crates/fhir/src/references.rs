@@ -1,0 +1,1 @@
+//! Reference extraction from raw FHIR JSON, without a full FHIR model. (In progress.)
