@@ -9,6 +9,7 @@
 
 pub mod compartment;
 pub mod outcome;
+pub mod references;
 pub mod request;
 pub mod resource_type;
 pub mod search;
