@@ -34,6 +34,9 @@ enum Command {
     /// Embedded authorization server administration (users, clients, keys, tokens).
     #[command(subcommand)]
     Auth(cli::auth::AuthCommand),
+    /// Audit trail: verify the hash chain, search who accessed a patient's data.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Store(cmd) => cli::store::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Auth(cmd) => cli::auth::run(cmd),
+        Command::Audit(cmd) => cli::audit::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes its clap args and a `run` returning an exit code.
 
+pub mod audit;
 pub mod auth;
 pub mod data;
 pub mod logging;

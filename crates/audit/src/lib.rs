@@ -1,0 +1,1 @@
+//! Tamper-evident audit trail (in progress).
