@@ -1,10 +1,37 @@
 //! Request classification: method + path + query (+ form body) → [`FhirRequest`].
 //!
-//! CONTRACT (shared by the gateway, smart and store crates): the types and the signature of
-//! [`classify`] are fixed; the body is being implemented by the fhir crate owner.
+//! This is the first phase of every request. It is deliberately strict: a path is either
+//! already canonical (no percent-escapes, dot segments, `;` parameters, doubled slashes,
+//! backslashes, control characters) or it is rejected, so the path the upstream receives is
+//! byte for byte the path that was authorized (DESIGN.md §5, security.md F14–F17). Nothing
+//! is normalised silently.
 
-use crate::resource_type::ResourceType;
+use crate::outcome::{IssueType, OperationOutcome};
+use crate::resource_type::{ResourceType, is_valid_id};
 use crate::search::SearchParams;
+
+/// Longest path accepted. Real FHIR paths are a few dozen bytes; the gateway's URI limit
+/// applies first, this only keeps the work per request bounded on its own.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Headers that ask a server to treat a request as another method. Honouring them would let
+/// `POST` be authorized and a `DELETE` be executed upstream, so their presence is an error.
+pub const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-http-method-override"),
+    http::HeaderName::from_static("x-http-method"),
+    http::HeaderName::from_static("x-method-override"),
+];
+
+const IF_NONE_EXIST: http::HeaderName = http::HeaderName::from_static("if-none-exist");
+
+/// Resource types that define a compartment usable in `/[Compartment]/[id]/[Type]`.
+pub const COMPARTMENT_TYPES: [ResourceType; 5] = [
+    ResourceType::Patient,
+    ResourceType::Encounter,
+    ResourceType::Practitioner,
+    ResourceType::RelatedPerson,
+    ResourceType::Device,
+];
 
 /// One classified FHIR REST request. Everything downstream works from this value, and the
 /// gateway forwards exactly `path` + `params.to_query_string()` to the upstream.
@@ -17,6 +44,22 @@ pub struct FhirRequest {
     pub path: String,
     /// Query parameters (URL query, plus the form body for `POST _search`), in order.
     pub params: SearchParams,
+}
+
+impl FhirRequest {
+    /// `path` plus `?query` when there are parameters: the exact target to send upstream.
+    pub fn path_and_query(&self) -> String {
+        if self.params.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.params.to_query_string())
+        }
+    }
+
+    /// True for interactions that only read (GET/HEAD semantics, including `POST _search`).
+    pub fn is_read_only(&self) -> bool {
+        self.interaction.is_read_only()
+    }
 }
 
 /// Where an operation (`$name`) was invoked.
@@ -66,7 +109,8 @@ pub enum Interaction {
     ConditionalDelete {
         resource_type: ResourceType,
     },
-    /// `POST /Type` (conditional when an `If-None-Exist` header is present).
+    /// `POST /Type` (conditional when an `If-None-Exist` header is present; the header's
+    /// value, a query string without `?`, is kept here).
     Create {
         resource_type: ResourceType,
         conditional: Option<String>,
@@ -77,7 +121,9 @@ pub enum Interaction {
     },
     /// `GET /?…` or `POST /_search`.
     SearchSystem,
-    /// `GET /Patient/{id}/{Type}` (`target: None` for `/Patient/{id}/*`).
+    /// `GET /Patient/{id}/{Type}` (`target: None` for `/Patient/{id}/*`), also
+    /// `POST /Patient/{id}/_search` and `POST /Patient/{id}/{Type}/_search`. The compartment
+    /// is one of [`COMPARTMENT_TYPES`].
     SearchCompartment {
         compartment: ResourceType,
         id: String,
@@ -93,11 +139,104 @@ pub enum Interaction {
     HistorySystem,
     /// `POST /` with a Bundle; batch or transaction is decided from the body by later phases.
     BatchOrTransaction,
-    /// `$name` at system, type or instance level.
+    /// `$name` at system, type or instance level. `name` is the operation code WITHOUT the
+    /// `$` (`everything` for `$everything`), as in `OperationDefinition.code`.
     Operation {
         name: String,
         level: OperationLevel,
     },
+}
+
+impl Interaction {
+    /// The resource type the interaction addresses (the compartment's type for compartment
+    /// searches), if any.
+    pub fn resource_type(&self) -> Option<ResourceType> {
+        match self {
+            Interaction::Read { resource_type, .. }
+            | Interaction::Vread { resource_type, .. }
+            | Interaction::Update { resource_type, .. }
+            | Interaction::ConditionalUpdate { resource_type }
+            | Interaction::Patch { resource_type, .. }
+            | Interaction::ConditionalPatch { resource_type }
+            | Interaction::Delete { resource_type, .. }
+            | Interaction::ConditionalDelete { resource_type }
+            | Interaction::Create { resource_type, .. }
+            | Interaction::SearchType { resource_type }
+            | Interaction::HistoryInstance { resource_type, .. }
+            | Interaction::HistoryType { resource_type } => Some(*resource_type),
+            Interaction::SearchCompartment { compartment, .. } => Some(*compartment),
+            Interaction::Operation { level, .. } => match level {
+                OperationLevel::System => None,
+                OperationLevel::Type(t) | OperationLevel::Instance(t, _) => Some(*t),
+            },
+            Interaction::Capabilities
+            | Interaction::SearchSystem
+            | Interaction::HistorySystem
+            | Interaction::BatchOrTransaction => None,
+        }
+    }
+
+    /// The resource id in the path, if any (the compartment owner for compartment searches).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Interaction::Read { id, .. }
+            | Interaction::Vread { id, .. }
+            | Interaction::Update { id, .. }
+            | Interaction::Patch { id, .. }
+            | Interaction::Delete { id, .. }
+            | Interaction::HistoryInstance { id, .. }
+            | Interaction::SearchCompartment { id, .. }
+            | Interaction::Operation {
+                level: OperationLevel::Instance(_, id),
+                ..
+            } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// True for interactions that cannot change server state. Operations are not
+    /// considered read-only here: whether `$everything` or `$process-message` writes is a
+    /// per-operation decision left to authorization.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Interaction::Capabilities
+                | Interaction::Read { .. }
+                | Interaction::Vread { .. }
+                | Interaction::SearchType { .. }
+                | Interaction::SearchSystem
+                | Interaction::SearchCompartment { .. }
+                | Interaction::HistoryInstance { .. }
+                | Interaction::HistoryType { .. }
+                | Interaction::HistorySystem
+        )
+    }
+
+    /// A stable lower-case label for metrics and audit (`read`, `search-type`, ...): the
+    /// R4 `restful-interaction` code where one exists, otherwise a name in the same style
+    /// (`conditional-update`, `search-compartment`, `batch-or-transaction`).
+    pub const fn label(&self) -> &'static str {
+        match self {
+            Interaction::Capabilities => "capabilities",
+            Interaction::Read { .. } => "read",
+            Interaction::Vread { .. } => "vread",
+            Interaction::Update { .. } => "update",
+            Interaction::ConditionalUpdate { .. } => "conditional-update",
+            Interaction::Patch { .. } => "patch",
+            Interaction::ConditionalPatch { .. } => "conditional-patch",
+            Interaction::Delete { .. } => "delete",
+            Interaction::ConditionalDelete { .. } => "conditional-delete",
+            Interaction::Create { .. } => "create",
+            Interaction::SearchType { .. } => "search-type",
+            Interaction::SearchSystem => "search-system",
+            Interaction::SearchCompartment { .. } => "search-compartment",
+            Interaction::HistoryInstance { .. } => "history-instance",
+            Interaction::HistoryType { .. } => "history-type",
+            Interaction::HistorySystem => "history-system",
+            Interaction::BatchOrTransaction => "batch-or-transaction",
+            Interaction::Operation { .. } => "operation",
+        }
+    }
 }
 
 /// Why a request is not a well-formed FHIR REST request.
@@ -122,10 +261,46 @@ pub enum ClassifyError {
     /// The path is fine but the method is not defined for it (405).
     #[error("{method} is not supported on {path}")]
     MethodNotAllowed { method: String, path: String },
+    /// A batch/transaction entry without a usable `request` (see [`crate::bundle`]).
+    #[error("{0}")]
+    InvalidEntry(String),
+}
+
+impl ClassifyError {
+    /// The HTTP status the gateway answers with: 405 for a method the path does not
+    /// support, 400 for everything else.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            ClassifyError::MethodNotAllowed { .. } => http::StatusCode::METHOD_NOT_ALLOWED,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The OperationOutcome `issue.code`: `not-supported` for 405, `value` for a bad id,
+    /// `structure` for a malformed query or Bundle entry, `invalid` for the rest.
+    pub fn issue_type(&self) -> IssueType {
+        match self {
+            ClassifyError::MethodNotAllowed { .. } => IssueType::NotSupported,
+            ClassifyError::InvalidId(_) => IssueType::Value,
+            ClassifyError::InvalidQuery(_) | ClassifyError::InvalidEntry(_) => {
+                IssueType::Structure
+            }
+            _ => IssueType::Invalid,
+        }
+    }
+
+    /// The OperationOutcome body for this error. The message only echoes parts of the
+    /// request the caller sent, never internals.
+    pub fn to_outcome(&self) -> OperationOutcome {
+        OperationOutcome::error(self.issue_type(), self.to_string())
+    }
 }
 
 /// Classify a request. `path` is relative to the FHIR base and still percent-encoded;
-/// `form_body` is the `application/x-www-form-urlencoded` body of a `POST _search`.
+/// `form_body` is the `application/x-www-form-urlencoded` body of a `POST _search` (it is
+/// ignored for every other interaction, so the gateway may pass any form body it has).
+///
+/// `HEAD` is classified as `GET` (the method stays `HEAD` in the result).
 pub fn classify(
     method: &http::Method,
     path: &str,
@@ -133,8 +308,456 @@ pub fn classify(
     headers: &http::HeaderMap,
     form_body: Option<&[u8]>,
 ) -> Result<FhirRequest, ClassifyError> {
-    let _ = (method, query, headers, form_body);
-    Err(ClassifyError::InvalidPath(format!(
-        "classification not implemented yet for {path}"
-    )))
+    for name in &METHOD_OVERRIDE_HEADERS {
+        if headers.contains_key(name) {
+            return Err(ClassifyError::MethodOverride(name.as_str().to_owned()));
+        }
+    }
+    let verb = Verb::from_method(method, path)?;
+    check_path(path)?;
+    let mut params = match query {
+        Some(q) => {
+            check_raw_query(q)?;
+            SearchParams::parse(q)?
+        }
+        None => SearchParams::default(),
+    };
+    if params.contains("_method") {
+        return Err(ClassifyError::MethodOverride("_method".to_owned()));
+    }
+    let segments = split_segments(path)?;
+    let has_query = !params.is_empty();
+    let interaction = route(verb, &segments, has_query, headers, method, path)?;
+    if let (Verb::Post, Some(body)) = (verb, form_body)
+        && is_post_search(&interaction)
+    {
+        let body = std::str::from_utf8(body)
+            .map_err(|_| ClassifyError::InvalidQuery("form body is not UTF-8".to_owned()))?;
+        check_raw_query(body)?;
+        params.extend_from_query(body)?;
+        if params.contains("_method") {
+            return Err(ClassifyError::MethodOverride("_method".to_owned()));
+        }
+    }
+    Ok(FhirRequest {
+        method: method.clone(),
+        interaction,
+        path: path.to_owned(),
+        params,
+    })
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    fn from_method(method: &http::Method, path: &str) -> Result<Self, ClassifyError> {
+        Ok(match *method {
+            http::Method::GET | http::Method::HEAD => Verb::Get,
+            http::Method::POST => Verb::Post,
+            http::Method::PUT => Verb::Put,
+            http::Method::PATCH => Verb::Patch,
+            http::Method::DELETE => Verb::Delete,
+            _ => return Err(not_allowed(method, path)),
+        })
+    }
+}
+
+fn not_allowed(method: &http::Method, path: &str) -> ClassifyError {
+    ClassifyError::MethodNotAllowed {
+        method: method.as_str().to_owned(),
+        path: truncate(path),
+    }
+}
+
+/// Error messages echo the path; keep them short whatever the caller sent.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", s.get(..end).unwrap_or_default())
+}
+
+fn is_post_search(i: &Interaction) -> bool {
+    matches!(
+        i,
+        Interaction::SearchType { .. }
+            | Interaction::SearchSystem
+            | Interaction::SearchCompartment { .. }
+    )
+}
+
+/// Byte-level checks on the raw path, before it is split. Every `%` is refused: no segment
+/// of a FHIR REST path needs one, and accepting any escape would mean either forwarding a
+/// path that differs from the one authorized or decoding it (the `%2F`/`%2E`/`%252F` bugs).
+fn check_path(path: &str) -> Result<(), ClassifyError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(ClassifyError::InvalidPath(format!(
+            "path longer than {MAX_PATH_LEN} bytes"
+        )));
+    }
+    if !path.starts_with('/') {
+        return Err(ClassifyError::InvalidPath(
+            "path must start with '/'".to_owned(),
+        ));
+    }
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'%' => return Err(encoded_path_error(bytes.get(i + 1..i + 3))),
+            b';' => {
+                return Err(ClassifyError::InvalidPath(
+                    "';' (matrix parameters) is not allowed in the path".to_owned(),
+                ));
+            }
+            b'\\' => {
+                return Err(ClassifyError::InvalidPath(
+                    "backslash is not allowed in the path".to_owned(),
+                ));
+            }
+            b'#' => {
+                return Err(ClassifyError::InvalidPath(
+                    "fragment ('#') is not allowed in the request".to_owned(),
+                ));
+            }
+            b'?' => {
+                return Err(ClassifyError::InvalidPath(
+                    "query must not be part of the path".to_owned(),
+                ));
+            }
+            0..=0x1f | 0x7f => {
+                return Err(ClassifyError::InvalidPath(
+                    "control character in the path".to_owned(),
+                ));
+            }
+            b if b.is_ascii_alphanumeric() => {}
+            b'/' | b'-' | b'.' | b'_' | b'$' | b'*' => {}
+            _ => {
+                return Err(ClassifyError::InvalidPath(format!(
+                    "character '{}' is not allowed in a FHIR path",
+                    char::from(b).escape_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A specific message for the escapes used in known path-confusion attacks.
+fn encoded_path_error(escape: Option<&[u8]>) -> ClassifyError {
+    let what = match escape.map(|e| e.to_ascii_uppercase()).as_deref() {
+        Some(b"2F") => "encoded slash ('%2F')",
+        Some(b"5C") => "encoded backslash ('%5C')",
+        Some(b"2E") => "encoded dot ('%2E')",
+        Some(b"3B") => "encoded ';' ('%3B')",
+        Some(b"00") => "encoded NUL ('%00')",
+        Some(b"25") => "double encoding ('%25')",
+        Some(b"23") => "encoded fragment ('%23')",
+        Some(b"3F") => "encoded '?' ('%3F')",
+        _ => "percent-encoding",
+    };
+    ClassifyError::InvalidPath(format!("{what} is not allowed in the path"))
+}
+
+/// The raw query is forwarded as parsed pieces; a `#` or control byte would be cut or
+/// reinterpreted differently by the upstream, so it is refused here.
+fn check_raw_query(q: &str) -> Result<(), ClassifyError> {
+    for b in q.bytes() {
+        match b {
+            b'#' => {
+                return Err(ClassifyError::InvalidQuery(
+                    "fragment ('#') is not allowed in the request".to_owned(),
+                ));
+            }
+            0..=0x20 | 0x7f => {
+                return Err(ClassifyError::InvalidQuery(
+                    "control character or space in the query".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Split `/a/b/c` into segments; `/` alone is no segment. Empty segments (`//`, a trailing
+/// `/`) and dot segments are errors, never collapsed.
+fn split_segments(path: &str) -> Result<Vec<&str>, ClassifyError> {
+    let rest = path.get(1..).unwrap_or_default();
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut segments = Vec::new();
+    for seg in rest.split('/') {
+        match seg {
+            "" => {
+                return Err(ClassifyError::InvalidPath(
+                    "empty path segment (doubled or trailing slash)".to_owned(),
+                ));
+            }
+            "." | ".." => {
+                return Err(ClassifyError::InvalidPath(
+                    "dot segment ('.' or '..') in the path".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        if segments.len() == 4 {
+            return Err(ClassifyError::InvalidPath(
+                "too many path segments for a FHIR REST request".to_owned(),
+            ));
+        }
+        segments.push(seg);
+    }
+    Ok(segments)
+}
+
+fn resource_type(seg: &str) -> Result<ResourceType, ClassifyError> {
+    ResourceType::from_name(seg).ok_or_else(|| ClassifyError::UnknownResourceType(truncate(seg)))
+}
+
+/// An id in a path. Beyond the id grammar, ids that start or end with `.` or contain `..`
+/// are refused: some servers and frameworks strip a trailing dot or treat `.x` as a suffix
+/// (security.md F14 `/Patient/P2.`), so they may not name the resource that was authorized.
+fn path_id(seg: &str) -> Result<String, ClassifyError> {
+    if !is_valid_id(seg) || seg.starts_with('.') || seg.ends_with('.') || seg.contains("..") {
+        return Err(ClassifyError::InvalidId(truncate(seg)));
+    }
+    Ok(seg.to_owned())
+}
+
+/// `$name` → `name`, with the name restricted to what OperationDefinition codes use.
+fn operation_name(seg: &str) -> Option<Result<String, ClassifyError>> {
+    let name = seg.strip_prefix('$')?;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    Some(if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(ClassifyError::InvalidPath(format!(
+            "'{}' is not a valid operation name",
+            truncate(seg)
+        )))
+    })
+}
+
+fn compartment(seg: &str) -> Result<ResourceType, ClassifyError> {
+    let t = resource_type(seg)?;
+    if COMPARTMENT_TYPES.contains(&t) {
+        Ok(t)
+    } else {
+        Err(ClassifyError::InvalidPath(format!(
+            "{t} is not a compartment; '/{t}/[id]/...' is not a FHIR REST path"
+        )))
+    }
+}
+
+/// The routing table of the FHIR REST API (R4 http.html, search.html, operations.html).
+fn route(
+    verb: Verb,
+    segments: &[&str],
+    has_query: bool,
+    headers: &http::HeaderMap,
+    method: &http::Method,
+    path: &str,
+) -> Result<Interaction, ClassifyError> {
+    use Verb::{Delete, Get, Patch, Post, Put};
+    let na = || not_allowed(method, path);
+    match *segments {
+        [] => match verb {
+            Get => Ok(Interaction::SearchSystem),
+            Post => Ok(Interaction::BatchOrTransaction),
+            _ => Err(na()),
+        },
+        ["metadata"] => match verb {
+            Get => Ok(Interaction::Capabilities),
+            _ => Err(na()),
+        },
+        ["_search"] => match verb {
+            Post => Ok(Interaction::SearchSystem),
+            _ => Err(na()),
+        },
+        ["_history"] => match verb {
+            Get => Ok(Interaction::HistorySystem),
+            _ => Err(na()),
+        },
+        [op] if op.starts_with('$') => {
+            let name = operation_name(op).transpose()?.unwrap_or_default();
+            match verb {
+                Get | Post => Ok(Interaction::Operation {
+                    name,
+                    level: OperationLevel::System,
+                }),
+                _ => Err(na()),
+            }
+        }
+        [t] => {
+            let resource_type = resource_type(t)?;
+            match verb {
+                Get => Ok(Interaction::SearchType { resource_type }),
+                Post => Ok(Interaction::Create {
+                    resource_type,
+                    conditional: if_none_exist(headers)?,
+                }),
+                // Conditional update/patch/delete without criteria would match everything.
+                Put if has_query => Ok(Interaction::ConditionalUpdate { resource_type }),
+                Patch if has_query => Ok(Interaction::ConditionalPatch { resource_type }),
+                Delete if has_query => Ok(Interaction::ConditionalDelete { resource_type }),
+                _ => Err(na()),
+            }
+        }
+        [t, "_search"] => {
+            let resource_type = resource_type(t)?;
+            match verb {
+                Post => Ok(Interaction::SearchType { resource_type }),
+                _ => Err(na()),
+            }
+        }
+        [t, "_history"] => {
+            let resource_type = resource_type(t)?;
+            match verb {
+                Get => Ok(Interaction::HistoryType { resource_type }),
+                _ => Err(na()),
+            }
+        }
+        [t, op] if op.starts_with('$') => {
+            let resource_type = resource_type(t)?;
+            let name = operation_name(op).transpose()?.unwrap_or_default();
+            match verb {
+                Get | Post => Ok(Interaction::Operation {
+                    name,
+                    level: OperationLevel::Type(resource_type),
+                }),
+                _ => Err(na()),
+            }
+        }
+        [t, id] => {
+            let resource_type = resource_type(t)?;
+            let id = path_id(id)?;
+            match verb {
+                Get => Ok(Interaction::Read { resource_type, id }),
+                Put => Ok(Interaction::Update { resource_type, id }),
+                Patch => Ok(Interaction::Patch { resource_type, id }),
+                Delete => Ok(Interaction::Delete { resource_type, id }),
+                Post => Err(na()),
+            }
+        }
+        [t, id, "_history"] => {
+            let resource_type = resource_type(t)?;
+            let id = path_id(id)?;
+            match verb {
+                Get => Ok(Interaction::HistoryInstance { resource_type, id }),
+                _ => Err(na()),
+            }
+        }
+        [t, id, op] if op.starts_with('$') => {
+            let resource_type = resource_type(t)?;
+            let id = path_id(id)?;
+            let name = operation_name(op).transpose()?.unwrap_or_default();
+            match verb {
+                Get | Post => Ok(Interaction::Operation {
+                    name,
+                    level: OperationLevel::Instance(resource_type, id),
+                }),
+                _ => Err(na()),
+            }
+        }
+        [c, id, "_search"] => {
+            let compartment = compartment(c)?;
+            let id = path_id(id)?;
+            match verb {
+                Post => Ok(Interaction::SearchCompartment {
+                    compartment,
+                    id,
+                    target: None,
+                }),
+                _ => Err(na()),
+            }
+        }
+        [c, id, target] => {
+            let compartment = compartment(c)?;
+            let id = path_id(id)?;
+            let target = if target == "*" {
+                None
+            } else {
+                Some(resource_type(target)?)
+            };
+            match verb {
+                Get => Ok(Interaction::SearchCompartment {
+                    compartment,
+                    id,
+                    target,
+                }),
+                _ => Err(na()),
+            }
+        }
+        [t, id, "_history", version] => {
+            let resource_type = resource_type(t)?;
+            let id = path_id(id)?;
+            let version = path_id(version)?;
+            match verb {
+                Get => Ok(Interaction::Vread {
+                    resource_type,
+                    id,
+                    version,
+                }),
+                _ => Err(na()),
+            }
+        }
+        [c, id, target, "_search"] => {
+            let compartment = compartment(c)?;
+            let id = path_id(id)?;
+            let target = Some(resource_type(target)?);
+            match verb {
+                Post => Ok(Interaction::SearchCompartment {
+                    compartment,
+                    id,
+                    target,
+                }),
+                _ => Err(na()),
+            }
+        }
+        _ => Err(ClassifyError::InvalidPath(format!(
+            "'{}' is not a FHIR REST path",
+            truncate(path)
+        ))),
+    }
+}
+
+/// `If-None-Exist: identifier=x` makes a create conditional. The value is a query string;
+/// it must parse like one, so a malformed condition is refused before it reaches the
+/// upstream.
+fn if_none_exist(headers: &http::HeaderMap) -> Result<Option<String>, ClassifyError> {
+    let Some(value) = headers.get(&IF_NONE_EXIST) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ClassifyError::InvalidQuery("If-None-Exist header is not visible ASCII".to_owned())
+    })?;
+    let criteria = text.trim_start_matches('?');
+    check_raw_query(criteria)?;
+    let parsed = SearchParams::parse(criteria)?;
+    if parsed.is_empty() {
+        return Err(ClassifyError::InvalidQuery(
+            "If-None-Exist header has no criteria".to_owned(),
+        ));
+    }
+    Ok(Some(criteria.to_owned()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -19,3 +19,33 @@ pub fn is_valid_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_146_r4_types_round_trip_by_name() {
+        assert_eq!(ALL.len(), 146);
+        for (i, t) in ALL.iter().enumerate() {
+            assert_eq!(ResourceType::from_name(t.as_str()), Some(*t));
+            assert_eq!(t.to_string(), t.as_str());
+            assert!(ALL.get(i + 1).is_none_or(|next| t < next), "ALL is sorted");
+        }
+        assert_eq!(ResourceType::from_name("observation"), None);
+        assert_eq!(ResourceType::from_name("SubscriptionStatus"), None);
+        assert_eq!(ResourceType::from_name("Resource"), None);
+        assert_eq!(ResourceType::from_name("DomainResource"), None);
+    }
+
+    #[test]
+    fn id_grammar() {
+        assert!(is_valid_id("a-B.1"));
+        assert!(is_valid_id(&"a".repeat(64)));
+        assert!(!is_valid_id(&"a".repeat(65)));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("a_b"));
+        assert!(!is_valid_id("a/b"));
+        assert!(!is_valid_id("é"));
+    }
+}

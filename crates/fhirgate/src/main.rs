@@ -4,6 +4,7 @@
 //! parts of the system (gateway, store, authorization server) can grow independently.
 
 mod cli;
+mod config;
 
 use clap::{Parser, Subcommand};
 

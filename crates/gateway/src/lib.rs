@@ -1,1 +1,27 @@
 //! The FHIR-aware reverse proxy (DESIGN.md §3).
+//!
+//! Every request reaching fhirgate's listener passes through here first: the transport layers
+//! (request id, tracing, limits, load shedding, catch-panic) wrap a small router that sends
+//! `/healthz` and `/readyz` to built-in handlers, mounted services (the embedded authorization
+//! server, the app) to themselves, and everything under the FHIR base path to the pipeline.
+//! The pipeline runs the named phases in order — classify, [authenticate], [authorize],
+//! [throttle], [cache], forward, [verify], [audit] — sharing one [`RequestCtx`], and every
+//! failure becomes an OperationOutcome through [`GatewayError::to_response`].
+
+mod classify;
+pub mod config;
+mod ctx;
+mod error;
+mod forward;
+mod layers;
+mod pipeline;
+mod router;
+mod server;
+mod upstream;
+
+pub use config::{GatewayConfig, Limits, ShutdownConfig, UpstreamConfig};
+pub use ctx::{RequestCtx, Timings};
+pub use error::{BoxError, GatewayError};
+pub use router::MountedService;
+pub use server::Gateway;
+pub use upstream::BuildError;

@@ -2,6 +2,7 @@
 //!
 //! Every server here binds `127.0.0.1:0`; nothing uses a fixed port or leaves loopback.
 
+pub mod gateway;
 pub mod issuer;
 pub mod mint;
 pub mod upstream;

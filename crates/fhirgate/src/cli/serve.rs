@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use fhirgate_gateway::Gateway;
+
+use crate::config::{self, Config};
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Configuration file (YAML).
@@ -17,9 +22,90 @@ pub struct CheckConfigArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("serve is not wired yet ({})", args.config.display())
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let gateway_config = config.gateway;
+    let listen = gateway_config.listen;
+    let base_path = gateway_config
+        .public_base_url
+        .path()
+        .trim_end_matches('/')
+        .to_owned();
+    let upstream = gateway_config.upstream.url.clone();
+    let gateway = Gateway::new(gateway_config).context("building the gateway")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    // Tests and scripts read this line to find an ephemeral port.
+    tracing::info!(
+        fhir_base = %format!("http://{bound}{base_path}"),
+        upstream = %upstream,
+        "listening on http://{bound}"
+    );
+    gateway.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
 }
 
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("check-config is not wired yet ({})", args.file.display())
+    match config::load(&args.file) {
+        Ok(config) => {
+            let g = &config.gateway;
+            println!(
+                "ok: {} (listen {}, FHIR base {} -> upstream {})",
+                args.file.display(),
+                g.listen,
+                g.public_base_url,
+                g.upstream.url
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -1,0 +1,10 @@
+//! Integration tests of the audit trail: one binary (link time on 2 cores).
+
+// Helpers outside `#[test]` functions unwrap too; a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod chain;
+mod event;
+mod search;
+mod sink;
+mod support;

@@ -1,0 +1,77 @@
+//! Stage one: the YAML file as written. Every section denies unknown keys, so a misspelled key
+//! (a security setting above all) stops start-up instead of being ignored. Values stay text
+//! here; `validate` turns them into typed values.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<Scalar>,
+    pub public_base_url: Option<Scalar>,
+    pub upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<Scalar>,
+    pub connect_timeout: Option<Scalar>,
+    pub response_timeout: Option<Scalar>,
+    pub pool_max_idle_per_host: Option<Scalar>,
+    pub pool_idle_timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_size: Option<Scalar>,
+    pub max_header_size: Option<Scalar>,
+    pub max_uri_length: Option<Scalar>,
+    pub max_concurrent_requests: Option<Scalar>,
+    pub bundle_rewrite_max: Option<Scalar>,
+    pub max_form_body_size: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub drain_time: Option<Scalar>,
+}
+
+/// A YAML scalar kept as text (`30s`, `16MiB`, `8080` all arrive here), so that the validate
+/// stage can say what was expected instead of serde's "invalid type".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a single value (text or number)")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}

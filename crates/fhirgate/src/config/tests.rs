@@ -1,0 +1,81 @@
+use std::time::Duration;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../../examples/fhirgate.yaml");
+
+#[test]
+fn the_example_config_is_valid_and_matches_the_defaults() {
+    let config = parse(EXAMPLE).unwrap().gateway;
+    let defaults = GatewayConfig::new(
+        config.public_base_url.clone(),
+        config.upstream.url.clone(),
+    );
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.public_base_url.as_str(), "https://fhir.example.org/fhir");
+    assert_eq!(config.upstream.connect_timeout, defaults.upstream.connect_timeout);
+    assert_eq!(config.upstream.response_timeout, defaults.upstream.response_timeout);
+    assert_eq!(config.upstream.pool_max_idle_per_host, defaults.upstream.pool_max_idle_per_host);
+    assert_eq!(config.limits.max_body_size, defaults.limits.max_body_size);
+    assert_eq!(config.limits.max_header_size, defaults.limits.max_header_size);
+    assert_eq!(config.limits.max_uri_length, defaults.limits.max_uri_length);
+    assert_eq!(config.limits.bundle_rewrite_max, defaults.limits.bundle_rewrite_max);
+    assert_eq!(config.limits.max_concurrent_requests, defaults.limits.max_concurrent_requests);
+    assert_eq!(config.shutdown.drain_time, Duration::from_secs(30));
+}
+
+#[test]
+fn minimal_config_takes_defaults() {
+    let config = parse("public_base_url: http://gw/fhir\nupstream:\n  url: http://up/fhir\n")
+        .unwrap()
+        .gateway;
+    assert_eq!(config.upstream.response_timeout, Duration::from_secs(30));
+    assert_eq!(config.limits.max_body_size, 16 * 1024 * 1024);
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_position() {
+    let errors = parse("public_base_url: http://gw/fhir\nupstream:\n  url: http://up/fhir\n  conect_timeout: 5s\n")
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].line, Some(4));
+    assert!(errors[0].message.contains("conect_timeout"), "{errors:?}");
+}
+
+#[test]
+fn every_validation_error_is_reported_at_its_key() {
+    let source = "listen: localhost\npublic_base_url: ftp://gw/fhir\nupstream:\n  url: http://up/fhir\n  connect_timeout: 5 parsecs\nlimits:\n  max_body_size: lots\nshutdown:\n  drain_time: 30\n";
+    let errors = parse(source).unwrap_err();
+    let found: Vec<(&str, Option<usize>, Option<usize>)> = errors
+        .iter()
+        .map(|e| (e.key.as_str(), e.line, e.column))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("public_base_url", Some(2), Some(18)),
+            ("listen", Some(1), Some(9)),
+            ("upstream.connect_timeout", Some(5), Some(20)),
+            ("limits.max_body_size", Some(7), Some(18)),
+            ("shutdown.drain_time", Some(9), Some(15)),
+        ]
+    );
+    assert!(errors[2].message.contains("duration"), "{}", errors[2].message);
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    let errors = parse("").unwrap_err();
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["public_base_url", "upstream"]);
+}
+
+#[test]
+fn errors_display_as_file_line_column() {
+    let errors = ConfigErrors {
+        file: "conf.yaml".into(),
+        errors: parse("public_base_url: nope\nupstream:\n  url: http://up\n").unwrap_err(),
+    };
+    let text = errors.to_string();
+    assert!(text.starts_with("conf.yaml:1:18: public_base_url: expected"), "{text}");
+}

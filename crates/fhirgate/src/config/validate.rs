@@ -1,0 +1,186 @@
+//! Stage two: raw text → typed values, collecting every error instead of stopping at the
+//! first, each tagged with the dotted key it belongs to.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use fhirgate_gateway::GatewayConfig;
+use url::Url;
+
+use super::raw::{RawConfig, Scalar};
+
+/// One problem with one key; positions are added by the caller, which has the source text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub key: &'static str,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, key: &'static str, message: impl Into<String>) {
+        self.0.push(Problem {
+            key,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &'static str, value: Option<&Scalar>, target: &mut Duration) {
+        let Some(Scalar(text)) = value else { return };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => *target = d,
+            Ok(_) => self.push(key, "must be longer than zero"),
+            Err(_) => self.push(
+                key,
+                format!("expected a duration with a unit like \"30s\" or \"500ms\", got {text:?}"),
+            ),
+        }
+    }
+
+    fn size(&mut self, key: &'static str, value: Option<&Scalar>) -> Option<u64> {
+        let Scalar(text) = value?;
+        match bytesize::ByteSize::from_str(text.trim()) {
+            Ok(size) if size.as_u64() > 0 => Some(size.as_u64()),
+            Ok(_) => {
+                self.push(key, "must be larger than zero");
+                None
+            }
+            Err(_) => {
+                self.push(
+                    key,
+                    format!("expected a size like \"16MiB\", \"64KiB\" or a byte count, got {text:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn size_usize(&mut self, key: &'static str, value: Option<&Scalar>, target: &mut usize) {
+        if let Some(size) = self.size(key, value) {
+            match usize::try_from(size) {
+                Ok(size) => *target = size,
+                Err(_) => self.push(key, "is too large for this platform"),
+            }
+        }
+    }
+
+    fn count(&mut self, key: &'static str, value: Option<&Scalar>, target: &mut usize) {
+        let Some(Scalar(text)) = value else { return };
+        match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => *target = n,
+            _ => self.push(key, format!("expected a whole number above zero, got {text:?}")),
+        }
+    }
+
+    fn base_url(&mut self, key: &'static str, value: Option<&Scalar>) -> Option<Url> {
+        let Some(Scalar(text)) = value else {
+            self.push(key, "is required (an http:// or https:// URL)");
+            return None;
+        };
+        let url = match Url::parse(text.trim()) {
+            Ok(url) => url,
+            Err(err) => {
+                self.push(key, format!("expected an http:// or https:// URL, got {text:?} ({err})"));
+                return None;
+            }
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            self.push(key, format!("expected an http:// or https:// URL with a host, got {text:?}"));
+            return None;
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            self.push(key, "must not have a query or fragment");
+            return None;
+        }
+        Some(url)
+    }
+}
+
+/// Validate the raw config into the gateway's typed config, or every problem found.
+pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
+    let mut p = Problems::default();
+    let public = p.base_url("public_base_url", raw.public_base_url.as_ref());
+    let upstream_raw = raw.upstream.as_ref();
+    let upstream_url = match upstream_raw {
+        Some(up) => p.base_url("upstream.url", up.url.as_ref()),
+        None => {
+            p.push("upstream", "is required (at least `upstream.url`)");
+            None
+        }
+    };
+    let listen = match &raw.listen {
+        None => None,
+        Some(Scalar(text)) => match SocketAddr::from_str(text.trim()) {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                p.push(
+                    "listen",
+                    format!("expected an IP address and port like \"0.0.0.0:8080\", got {text:?}"),
+                );
+                None
+            }
+        },
+    };
+
+    // Placeholders let every remaining key be checked even when the URLs were bad.
+    let placeholder = || Url::parse("http://invalid.invalid/").ok();
+    let (Some(public_url), Some(upstream_url)) = (
+        public.clone().or_else(placeholder),
+        upstream_url.clone().or_else(placeholder),
+    ) else {
+        return Err(p.0);
+    };
+    let mut config = GatewayConfig::new(public_url, upstream_url);
+    if let Some(addr) = listen {
+        config.listen = addr;
+    }
+    if let Some(up) = upstream_raw {
+        let c = &mut config.upstream;
+        p.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), &mut c.connect_timeout);
+        p.duration("upstream.response_timeout", up.response_timeout.as_ref(), &mut c.response_timeout);
+        p.duration("upstream.pool_idle_timeout", up.pool_idle_timeout.as_ref(), &mut c.pool_idle_timeout);
+        if let Some(Scalar(text)) = &up.pool_max_idle_per_host {
+            match text.trim().parse::<usize>() {
+                Ok(n) => c.pool_max_idle_per_host = n,
+                Err(_) => p.push(
+                    "upstream.pool_max_idle_per_host",
+                    format!("expected a whole number, got {text:?}"),
+                ),
+            }
+        }
+    }
+    let l = &raw.limits;
+    let limits = &mut config.limits;
+    if let Some(size) = p.size("limits.max_body_size", l.max_body_size.as_ref()) {
+        limits.max_body_size = size;
+    }
+    p.size_usize("limits.max_header_size", l.max_header_size.as_ref(), &mut limits.max_header_size);
+    p.size_usize("limits.max_uri_length", l.max_uri_length.as_ref(), &mut limits.max_uri_length);
+    p.count(
+        "limits.max_concurrent_requests",
+        l.max_concurrent_requests.as_ref(),
+        &mut limits.max_concurrent_requests,
+    );
+    p.size_usize("limits.bundle_rewrite_max", l.bundle_rewrite_max.as_ref(), &mut limits.bundle_rewrite_max);
+    p.size_usize(
+        "limits.max_form_body_size",
+        l.max_form_body_size.as_ref(),
+        &mut limits.max_form_body_size,
+    );
+    if limits.max_header_size < 1024 {
+        p.push("limits.max_header_size", "must be at least 1KiB");
+    }
+    if limits.max_uri_length < 256 {
+        p.push("limits.max_uri_length", "must be at least 256 bytes");
+    }
+    p.duration("shutdown.drain_time", raw.shutdown.drain_time.as_ref(), &mut config.shutdown.drain_time);
+
+    if p.0.is_empty() && public.is_some() && upstream_url.is_some() {
+        Ok(config)
+    } else {
+        Err(p.0)
+    }
+}

@@ -1,0 +1,160 @@
+//! Phase 6, forward: send the classified request to the upstream FHIR server and shape its
+//! answer for the client.
+//!
+//! The upstream receives exactly the classified path plus the re-serialised parameters under
+//! its own base, never the raw client target. Bodies stream both ways; only Bundles are
+//! buffered, and only to rewrite URLs (see `bundle`).
+
+mod bundle;
+mod headers;
+mod response;
+
+use std::time::Instant;
+
+use axum::body::Body;
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::LengthLimitError;
+
+use crate::classify::Classified;
+use crate::ctx::RequestCtx;
+use crate::error::{BoxError, GatewayError};
+use crate::upstream::Upstream;
+use fhirgate_fhir::{ClassifyError, Interaction};
+
+pub(crate) async fn forward(
+    upstream: &Upstream,
+    ctx: &mut RequestCtx,
+    classified: Classified,
+    max_body_size: u64,
+    bundle_rewrite_max: usize,
+) -> Result<Response<Body>, GatewayError> {
+    let Classified {
+        parts,
+        body,
+        params_in_body,
+    } = classified;
+    let Some(fhir) = ctx.fhir.as_ref() else {
+        tracing::error!("forward phase reached without a classified request");
+        return Err(GatewayError::Internal);
+    };
+    let request = upstream_request(upstream, ctx, fhir, parts, body, params_in_body)?;
+
+    let started = Instant::now();
+    let sent = tokio::time::timeout(upstream.response_timeout, upstream.client.request(request));
+    let response = match sent.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => return Err(client_error(err, upstream, max_body_size)),
+        Err(_) => return Err(GatewayError::UpstreamTimeout(upstream.response_timeout)),
+    };
+    ctx.timings.upstream_headers = Some(started.elapsed());
+
+    let interaction = ctx
+        .fhir
+        .as_ref()
+        .map_or(&Interaction::Capabilities, |f| &f.interaction);
+    response::finish(upstream, interaction, response, bundle_rewrite_max).await
+}
+
+fn upstream_request(
+    upstream: &Upstream,
+    ctx: &RequestCtx,
+    fhir: &fhirgate_fhir::FhirRequest,
+    parts: Parts,
+    body: Body,
+    params_in_body: bool,
+) -> Result<Request<Body>, GatewayError> {
+    let query = fhir.params.to_query_string();
+    let mut target = String::with_capacity(upstream.base.len() + fhir.path.len() + query.len() + 1);
+    target.push_str(&upstream.base);
+    target.push_str(&fhir.path);
+    if !params_in_body && !query.is_empty() {
+        target.push('?');
+        target.push_str(&query);
+    }
+    let uri = Uri::try_from(target).map_err(|_| {
+        GatewayError::Classify(ClassifyError::InvalidPath(
+            "the request target cannot be forwarded".to_owned(),
+        ))
+    })?;
+
+    let Parts {
+        method,
+        uri: client_uri,
+        mut headers,
+        extensions: _,
+        ..
+    } = parts;
+    headers::prepare_request(
+        &mut headers,
+        ctx.client_addr.ip(),
+        &upstream.forwarded_proto,
+        response_may_be_bundle(&fhir.interaction),
+    );
+    if let Some(authority) = client_uri.authority() {
+        headers::set_forwarded_host_from_authority(&mut headers, authority.as_str());
+    }
+    let body = if params_in_body {
+        // `POST _search`: the classified parameters are the body, so the upstream searches on
+        // exactly what was classified.
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(query.len()));
+        Body::from(query)
+    } else {
+        body
+    };
+
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+fn response_may_be_bundle(interaction: &Interaction) -> bool {
+    !matches!(
+        interaction,
+        Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::Capabilities
+    )
+}
+
+/// Map a client failure: the request body hitting its limit is the client's fault (413);
+/// a connect timeout is a timeout (504); anything else means the upstream is unusable (502).
+fn client_error(
+    err: hyper_util::client::legacy::Error,
+    upstream: &Upstream,
+    max_body_size: u64,
+) -> GatewayError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(cause) = source {
+        if cause.is::<LengthLimitError>() {
+            return GatewayError::BodyTooLarge {
+                limit: max_body_size,
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return GatewayError::UpstreamTimeout(upstream.connect_timeout);
+            }
+        }
+        source = cause.source();
+    }
+    GatewayError::UpstreamUnavailable(BoxError::from(err))
+}
+
+/// Methods the gateway may forward at all; anything else is refused before classification.
+pub(crate) fn is_forwardable(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS
+    )
+}

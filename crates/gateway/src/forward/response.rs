@@ -1,0 +1,155 @@
+//! Turning the upstream's response into the client's: headers cleaned and rewritten,
+//! non-FHIR error bodies replaced, Bundles rewritten; every other body streams untouched.
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use fhirgate_fhir::Interaction;
+use futures_util::StreamExt;
+use http::{HeaderValue, Response, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Incoming;
+
+use super::headers::{rewrite_locations, strip_hop_by_hop};
+use crate::error::GatewayError;
+use crate::upstream::Upstream;
+
+pub(crate) async fn finish(
+    upstream: &Upstream,
+    interaction: &Interaction,
+    response: Response<Incoming>,
+    bundle_rewrite_max: usize,
+) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    rewrite_locations(&mut parts.headers, &upstream.base, &upstream.public_base);
+    // The client may speak another HTTP version than the upstream connection.
+    parts.version = http::Version::default();
+
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let status = parts.status;
+    if (status.is_client_error() || status.is_server_error())
+        && (!is_fhir_media_type(content_type) || declares_empty_body(&parts.headers))
+    {
+        // The body (an HTML page from a load balancer, or nothing) means nothing to a FHIR
+        // client; answer with an OperationOutcome that keeps the status.
+        return Err(GatewayError::UpstreamStatus(status));
+    }
+    if status.is_success() && returns_bundle(interaction) && is_fhir_json(content_type) {
+        let length = content_length(&parts.headers);
+        let body = rewrite_bundle_body(upstream, body, length, bundle_rewrite_max).await?;
+        if let Some(len) = body.1 {
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        return Ok(Response::from_parts(parts, body.0));
+    }
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Buffer the body (up to `max`) and rewrite it; returns the body and its new length if it was
+/// buffered. Bodies over the limit stream unmodified.
+async fn rewrite_bundle_body(
+    upstream: &Upstream,
+    mut body: Incoming,
+    length: Option<u64>,
+    max: usize,
+) -> Result<(Body, Option<usize>), GatewayError> {
+    if length.is_some_and(|len| len > max as u64) {
+        tracing::warn!(
+            length,
+            limit = max,
+            "Bundle larger than limits.bundle_rewrite_max streamed without URL rewriting"
+        );
+        return Ok((Body::new(body), None));
+    }
+    let capacity = length.map_or(16 * 1024, |len| len as usize);
+    let mut buffer = BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| GatewayError::UpstreamUnavailable(Box::new(err)))?;
+        // Trailers are not used by FHIR servers; only data frames are kept.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buffer.extend_from_slice(&data);
+        if buffer.len() > max {
+            tracing::warn!(
+                limit = max,
+                "Bundle larger than limits.bundle_rewrite_max streamed without URL rewriting"
+            );
+            let head = futures_util::stream::once(async move {
+                Ok::<_, hyper::Error>(Frame::data(buffer.freeze()))
+            });
+            let rest = head.chain(BodyStream::new(body));
+            return Ok((Body::new(StreamBody::new(rest)), None));
+        }
+    }
+    let bytes = buffer.freeze();
+    let bytes = match super::bundle::rewrite_bundle(&bytes, &upstream.base, &upstream.public_base)
+    {
+        Some(rewritten) => Bytes::from(rewritten),
+        None => bytes,
+    };
+    let len = bytes.len();
+    Ok((Body::from(bytes), Some(len)))
+}
+
+/// Interactions whose successful answer is a Bundle.
+fn returns_bundle(interaction: &Interaction) -> bool {
+    matches!(
+        interaction,
+        Interaction::SearchType { .. }
+            | Interaction::SearchSystem
+            | Interaction::SearchCompartment { .. }
+            | Interaction::HistoryInstance { .. }
+            | Interaction::HistoryType { .. }
+            | Interaction::HistorySystem
+            | Interaction::BatchOrTransaction
+            | Interaction::Operation { .. }
+    )
+}
+
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+fn is_fhir_json(content_type: &str) -> bool {
+    let e = essence(content_type);
+    e.eq_ignore_ascii_case("application/fhir+json") || e.eq_ignore_ascii_case("application/json")
+}
+
+/// Media types a FHIR server answers errors in (an OperationOutcome in JSON or XML).
+fn is_fhir_media_type(content_type: &str) -> bool {
+    let e = essence(content_type);
+    is_fhir_json(content_type)
+        || e.eq_ignore_ascii_case("application/fhir+xml")
+        || e.eq_ignore_ascii_case("application/xml")
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn declares_empty_body(headers: &http::HeaderMap) -> bool {
+    content_length(headers) == Some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        assert!(is_fhir_json("application/fhir+json; charset=utf-8"));
+        assert!(is_fhir_json("Application/JSON"));
+        assert!(!is_fhir_json("text/html"));
+        assert!(is_fhir_media_type("application/fhir+xml;fhirVersion=4.0"));
+        assert!(!is_fhir_media_type(""));
+    }
+}
