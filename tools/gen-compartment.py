@@ -128,7 +128,17 @@ def build():
             inject = "patient"
         else:
             inject = next(p["name"] for p in params if p["primary"])
-        out.append({"type": rtype, "official": is_official, "params": params, "inject": inject})
+        anchors, others = [], []
+        for p in params:
+            for path in p["paths"]:
+                if p["primary"] and path not in anchors:
+                    anchors.append(path)
+        for p in params:
+            for path in p["paths"]:
+                if path not in anchors and path not in others:
+                    others.append(path)
+        out.append({"type": rtype, "official": is_official, "params": params, "inject": inject,
+                    "anchors": anchors, "others": others})
     return out
 
 
@@ -151,6 +161,8 @@ def render(members):
         lines.append(f"    resource_type: ResourceType::{m['type']},")
         lines.append(f"    official: {str(m['official']).lower()},")
         lines.append(f"    inject_param: {json.dumps(m['inject'])},")
+        lines.append(f"    anchor_paths: &[{', '.join(json.dumps(x) for x in m['anchors'])}],")
+        lines.append(f"    other_paths: &[{', '.join(json.dumps(x) for x in m['others'])}],")
         lines.append("    params: &[")
         for p in m["params"]:
             paths = ", ".join(json.dumps(x) for x in p["paths"])

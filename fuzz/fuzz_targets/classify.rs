@@ -6,9 +6,9 @@ use fhirgate_fhir::fuzzing::{check_accepted, classify_input};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(Ok(request)) = classify_input(data) {
-        if let Err(violation) = check_accepted(&request) {
-            panic!("{violation}");
-        }
+    if let Some(Ok(request)) = classify_input(data)
+        && let Err(violation) = check_accepted(&request)
+    {
+        panic!("{violation}");
     }
 });

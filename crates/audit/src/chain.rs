@@ -123,7 +123,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            format!(r#"{{"seq":1,"prev":"{}","event":{{"a":1}}}}"#, "0".repeat(64))
+            format!(
+                r#"{{"seq":1,"prev":"{}","event":{{"a":1}}}}"#,
+                "0".repeat(64)
+            )
         );
         let second = parse_line(lines[1].as_bytes()).unwrap();
         assert_eq!(second.seq, 2);

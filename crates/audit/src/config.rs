@@ -119,7 +119,9 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         Size::Text(s) => s
             .parse::<bytesize::ByteSize>()
             .map(|b| b.as_u64())
-            .map_err(|e| serde::de::Error::custom(format!("invalid size '{s}' ({e}); e.g. 100MiB"))),
+            .map_err(|e| {
+                serde::de::Error::custom(format!("invalid size '{s}' ({e}); e.g. 100MiB"))
+            }),
     }
 }
 

@@ -22,11 +22,18 @@ pub struct LogFileName {
 
 impl LogFileName {
     pub fn file_name(&self) -> String {
-        let (y, m, d) = (self.date.year(), u8::from(self.date.month()), self.date.day());
+        let (y, m, d) = (
+            self.date.year(),
+            u8::from(self.date.month()),
+            self.date.day(),
+        );
         if self.k == 0 {
             format!("audit-{:012}-{y:04}{m:02}{d:02}.jsonl", self.first_seq)
         } else {
-            format!("audit-{:012}-{y:04}{m:02}{d:02}.{}.jsonl", self.first_seq, self.k)
+            format!(
+                "audit-{:012}-{y:04}{m:02}{d:02}.{}.jsonl",
+                self.first_seq, self.k
+            )
         }
     }
 
@@ -132,7 +139,10 @@ pub fn read_tail(path: &Path) -> io::Result<Tail> {
         if len - start > MAX_LINE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("last line of {} is longer than {MAX_LINE} bytes", path.display()),
+                format!(
+                    "last line of {} is longer than {MAX_LINE} bytes",
+                    path.display()
+                ),
             ));
         }
     }

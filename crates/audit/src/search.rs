@@ -109,7 +109,12 @@ impl AuditSummary {
     /// Column titles matching [`AuditSummary::table_row`].
     pub fn table_header() -> String {
         table_line([
-            "TIME", "WHO", "CLIENT", "INTERACTION", "RESOURCE", "OUTCOME",
+            "TIME",
+            "WHO",
+            "CLIENT",
+            "INTERACTION",
+            "RESOURCE",
+            "OUTCOME",
         ])
     }
 

@@ -259,7 +259,9 @@ fn verify_file(state: &mut State, path: &Path) -> io::Result<()> {
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut buf)?;
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)?;
         if n == 0 {
             return Ok(());
         }

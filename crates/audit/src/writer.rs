@@ -64,7 +64,10 @@ impl Health {
     fn failed(&self, err: &AuditError) {
         self.healthy.store(false, Ordering::Release);
         self.write_errors.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
     }
 }
 
@@ -179,6 +182,10 @@ impl AuditSink {
     /// Record one request. Resolves when the line has been handed to the OS (`durability: os`)
     /// or synced (`fsync`). An error means the record is not known to be stored: the gateway
     /// must not pretend otherwise (see [`AuditSink::on_failure`]).
+    ///
+    /// Call it within a Tokio runtime (the wait is bounded by `write_timeout`). Once the first
+    /// poll has returned, the record is queued and will be written even if the future is
+    /// dropped, unless the queue was full at that moment.
     pub async fn record(&self, input: AuditInput) -> Result<(), AuditError> {
         let event = AuditEvent::from_input(&input, &self.inner.observer);
         self.record_event(&event).await
@@ -188,13 +195,25 @@ impl AuditSink {
     pub async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
         let event = serde_json::to_vec(event).map_err(|e| AuditError::Serialize(e.to_string()))?;
         let (done, rx) = oneshot::channel();
-        let job = Job { event, done };
+        // Enqueue before the first await when there is room, so a caller that drops this
+        // future (client gone) still gets its record written. Only a full queue makes the
+        // enqueue itself cancellable.
+        let queued = match self.inner.tx.try_send(Job { event, done }) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(job)) => Some(job),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.inner.health.failed(&AuditError::Closed);
+                return Err(AuditError::Closed);
+            }
+        };
         let write = async {
-            self.inner
-                .tx
-                .send(job)
-                .await
-                .map_err(|_| AuditError::Closed)?;
+            if let Some(job) = queued {
+                self.inner
+                    .tx
+                    .send(job)
+                    .await
+                    .map_err(|_| AuditError::Closed)?;
+            }
             rx.await.map_err(|_| AuditError::Closed)?
         };
         let result = match tokio::time::timeout(self.inner.write_timeout, write).await {
@@ -240,8 +259,10 @@ impl AuditSink {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Lines written by a [`AuditSink::memory`] sink.
@@ -374,7 +395,8 @@ impl Writer {
         if let Some((outcome, text)) = self.notice.take() {
             let now = OffsetDateTime::from(self.clock.now());
             let event = AuditEvent::trail_notice(now, &self.observer, outcome, text);
-            let json = serde_json::to_vec(&event).map_err(|e| AuditError::Serialize(e.to_string()))?;
+            let json =
+                serde_json::to_vec(&event).map_err(|e| AuditError::Serialize(e.to_string()))?;
             let seq = self.head.seal(&json, &mut line);
             self.target.append(seq, &line)?;
         }

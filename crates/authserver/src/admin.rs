@@ -78,9 +78,18 @@ pub struct MintedToken {
 }
 
 fn check_fhir_user(r: &str) -> Result<()> {
-    let ok = ["Patient/", "Practitioner/", "PractitionerRole/", "RelatedPerson/", "Person/"]
-        .iter()
-        .any(|p| r.strip_prefix(p).is_some_and(|id| !id.is_empty() && !id.contains('/')));
+    let ok = [
+        "Patient/",
+        "Practitioner/",
+        "PractitionerRole/",
+        "RelatedPerson/",
+        "Person/",
+    ]
+    .iter()
+    .any(|p| {
+        r.strip_prefix(p)
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+    });
     if ok {
         Ok(())
     } else {
@@ -165,8 +174,12 @@ impl AuthServer {
                     "an asymmetric client needs a JWKS or a JWKS URL".into(),
                 ));
             }
-            ClientKind::Public | ClientKind::ConfidentialSymmetric if new.redirect_uris.is_empty() => {
-                return Err(AuthError::Invalid("this client needs a redirect URI".into()));
+            ClientKind::Public | ClientKind::ConfidentialSymmetric
+                if new.redirect_uris.is_empty() =>
+            {
+                return Err(AuthError::Invalid(
+                    "this client needs a redirect URI".into(),
+                ));
             }
             _ => {}
         }
@@ -282,7 +295,9 @@ impl AuthServer {
         }
         let ttl = req.expires_in.as_secs();
         if ttl == 0 || ttl > 3600 {
-            return Err(AuthError::Invalid("expires-in must be between 1s and 1h".into()));
+            return Err(AuthError::Invalid(
+                "expires-in must be between 1s and 1h".into(),
+            ));
         }
         let user = match &req.user {
             Some(name) => Some(
@@ -293,10 +308,10 @@ impl AuthServer {
             ),
             None => None,
         };
-        let patient = req
-            .patient
-            .clone()
-            .or_else(|| user.as_ref().and_then(|u| u.patient_id().map(str::to_string)));
+        let patient = req.patient.clone().or_else(|| {
+            user.as_ref()
+                .and_then(|u| u.patient_id().map(str::to_string))
+        });
         if scopes.iter().any(|s| scope::is_patient_scope(s)) && patient.is_none() {
             return Err(AuthError::Invalid("patient/ scopes need --patient".into()));
         }

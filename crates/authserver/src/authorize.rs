@@ -117,7 +117,11 @@ impl Inner {
         let path = url::Url::parse(&self.config.issuer)
             .map(|u| u.path().to_string())
             .unwrap_or_else(|_| "/".into());
-        let path = if path.is_empty() { "/".to_string() } else { path };
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
         let secure = if self.secure_cookies { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
             "{COOKIE_NAME}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL}{secure}"
@@ -142,9 +146,11 @@ struct Validated {
 
 fn authorize(inner: &Inner, headers: &HeaderMap, params: &Params) -> Response {
     let page_err = |msg: &str| {
-        inner
-            .pages
-            .error(StatusCode::BAD_REQUEST, OAuthErrorCode::InvalidRequest.as_str(), msg)
+        inner.pages.error(
+            StatusCode::BAD_REQUEST,
+            OAuthErrorCode::InvalidRequest.as_str(),
+            msg,
+        )
     };
     let client = match params.get("client_id") {
         Err(e) => return page_err(&e),
@@ -189,7 +195,11 @@ fn validate(
     redirect_uri: &str,
 ) -> Result<Validated, (OAuthErrorCode, String)> {
     let invalid = |m: &str| (OAuthErrorCode::InvalidRequest, m.to_string());
-    let get = |n: &str| params.get(n).map_err(|e| (OAuthErrorCode::InvalidRequest, e));
+    let get = |n: &str| {
+        params
+            .get(n)
+            .map_err(|e| (OAuthErrorCode::InvalidRequest, e))
+    };
     match get("response_type")? {
         None => return Err(invalid("response_type is missing")),
         Some("code") => {}
@@ -211,10 +221,14 @@ fn validate(
     let challenge = get("code_challenge")?
         .ok_or_else(|| invalid("PKCE is required: send code_challenge with S256"))?;
     if get("code_challenge_method")? != Some("S256") {
-        return Err(invalid("code_challenge_method must be S256 (plain is refused)"));
+        return Err(invalid(
+            "code_challenge_method must be S256 (plain is refused)",
+        ));
     }
     if challenge.len() != 43 || b64url_decode(challenge).is_none_or(|b| b.len() != 32) {
-        return Err(invalid("code_challenge must be a base64url SHA-256 (43 characters)"));
+        return Err(invalid(
+            "code_challenge must be a base64url SHA-256 (43 characters)",
+        ));
     }
     let nonce = get("nonce")?.map(str::to_string);
     let launch = match get("launch")? {
@@ -340,12 +354,18 @@ mod tests {
     fn loopback_port_is_free_but_nothing_else() {
         let reg = "http://127.0.0.1/cb";
         assert!(redirect_matches(reg, "http://127.0.0.1:53127/cb"));
-        assert!(redirect_matches("http://127.0.0.1:8000/cb", "http://127.0.0.1:9/cb"));
+        assert!(redirect_matches(
+            "http://127.0.0.1:8000/cb",
+            "http://127.0.0.1:9/cb"
+        ));
         assert!(redirect_matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
         assert!(!redirect_matches(reg, "http://127.0.0.1:53127/cb2"));
         assert!(!redirect_matches(reg, "http://127.0.0.1:53127@evil/cb"));
         assert!(!redirect_matches(reg, "http://127.0.0.1.evil.example/cb"));
         assert!(!redirect_matches(reg, "http://127.0.0.1:/cb"));
-        assert!(!redirect_matches("http://localhost/cb", "http://localhost:5/cb"));
+        assert!(!redirect_matches(
+            "http://localhost/cb",
+            "http://localhost:5/cb"
+        ));
     }
 }

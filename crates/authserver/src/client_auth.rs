@@ -242,7 +242,9 @@ impl Inner {
         params: &Params,
     ) -> Result<Authenticated, OAuthError> {
         let now = self.config.clock.now();
-        let body_client = params.get("client_id").map_err(OAuthError::invalid_request)?;
+        let body_client = params
+            .get("client_id")
+            .map_err(OAuthError::invalid_request)?;
         let assertion_type = params
             .get("client_assertion_type")
             .map_err(OAuthError::invalid_request)?;
@@ -281,7 +283,9 @@ impl Inner {
                 method: AuthMethod::None,
             }
         } else {
-            return Err(OAuthError::invalid_client("client authentication is missing"));
+            return Err(OAuthError::invalid_client(
+                "client authentication is missing",
+            ));
         };
         if let Some(id) = body_client {
             if id != auth.client.client_id {
@@ -360,7 +364,9 @@ impl Inner {
         let token_url = format!("{}/token", self.config.issuer);
         let aud_ok = match jwt.claims.get("aud") {
             Some(Value::String(a)) => *a == token_url,
-            Some(Value::Array(a)) => a.len() == 1 && a.first().and_then(Value::as_str) == Some(&token_url),
+            Some(Value::Array(a)) => {
+                a.len() == 1 && a.first().and_then(Value::as_str) == Some(&token_url)
+            }
             _ => false,
         };
         if !aud_ok {
@@ -435,7 +441,10 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         let mut h = HeaderMap::new();
         let raw = base64::engine::general_purpose::STANDARD.encode("my%20app:s%3Acret");
-        h.insert(header::AUTHORIZATION, format!("Basic {raw}").parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {raw}").parse().unwrap(),
+        );
         assert_eq!(
             basic_credentials(&h),
             Some(Ok(("my app".to_string(), "s:cret".to_string())))

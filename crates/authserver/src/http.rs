@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{AuthServer, authorize, interact, introspect, token};
 use crate::util::{ct_eq, origin_of};
+use crate::{AuthServer, authorize, interact, introspect, token};
 
 /// Every request body here is a small form or JSON object.
 const MAX_BODY: usize = 64 * 1024;
@@ -21,11 +21,20 @@ const MAX_BODY: usize = 64 * 1024;
 pub fn router(server: AuthServer) -> Router {
     let token_routes = Router::new()
         .route("/token", post(token::token).options(preflight))
-        .route("/introspect", post(introspect::introspect).options(preflight))
+        .route(
+            "/introspect",
+            post(introspect::introspect).options(preflight),
+        )
         .route("/revoke", post(introspect::revoke).options(preflight))
-        .layer(middleware::from_fn_with_state(server.clone(), registered_cors));
+        .layer(middleware::from_fn_with_state(
+            server.clone(),
+            registered_cors,
+        ));
     Router::new()
-        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .route("/jwks", get(jwks))
         .route("/smart-style.json", get(style))
@@ -170,14 +179,20 @@ async fn create_launch(State(s): State<AuthServer>, headers: HeaderMap, body: By
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !ct_eq(&crate::util::sha256(presented.as_bytes()), &crate::util::sha256(expected.as_bytes())) {
+    if !ct_eq(
+        &crate::util::sha256(presented.as_bytes()),
+        &crate::util::sha256(expected.as_bytes()),
+    ) {
         let mut r = StatusCode::UNAUTHORIZED.into_response();
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
     let Ok(req) = serde_json::from_slice::<LaunchBody>(&body) else {
-        return (StatusCode::BAD_REQUEST, "expected JSON {patient, encounter, client_id}")
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected JSON {patient, encounter, client_id}",
+        )
             .into_response();
     };
     match s.create_launch(

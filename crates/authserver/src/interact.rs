@@ -2,8 +2,8 @@
 //! consent (with scopes the user may untick), then the code redirect. Every POST needs
 //! the session's CSRF token and, when the browser sends one, a same-origin `Origin`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -60,7 +60,12 @@ impl Inner {
             .sessions
             .get(cookie, now)
             .filter(|_| ct_eq(&sha256(cookie.as_bytes()), &pending.session_key))
-            .ok_or_else(|| forbidden(self, "This sign-in request belongs to another browser session."))?;
+            .ok_or_else(|| {
+                forbidden(
+                    self,
+                    "This sign-in request belongs to another browser session.",
+                )
+            })?;
         Ok(Ctx {
             id: id.to_string(),
             pending,
@@ -79,7 +84,10 @@ impl Inner {
         }
         let token = form.one("csrf").ok().flatten().unwrap_or_default();
         if token.is_empty() || !ct_eq(token.as_bytes(), ctx.session.csrf.as_bytes()) {
-            return Err(forbidden(self, "The form has expired. Go back and try again."));
+            return Err(forbidden(
+                self,
+                "The form has expired. Go back and try again.",
+            ));
         }
         Ok(())
     }
@@ -95,9 +103,14 @@ impl Inner {
     /// Renders whatever the request needs next.
     fn next_step(&self, ctx: &Ctx, query: &str, login_error: Option<&str>) -> Response {
         let p = &ctx.pending;
+        let mut bound_patient = p.patient.clone();
         let Some(user) = self.user_of(&ctx.session) else {
             return self.pages.render(
-                if login_error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK },
+                if login_error.is_some() {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                },
                 "login.html",
                 context! {
                     client_name => p.client_name, csrf => ctx.session.csrf,
@@ -112,12 +125,17 @@ impl Inner {
         if let Some(own) = user.patient_id() {
             // A patient only ever gets their own record, whatever the launch said.
             if p.patient.as_deref().is_some_and(|chosen| chosen != own) {
-                return self.deny(ctx, "the launch names a different patient than the signed-in user");
+                return self.deny(
+                    ctx,
+                    "the launch names a different patient than the signed-in user",
+                );
             }
             if p.patient.is_none() && needs_patient {
                 let own = own.to_string();
-                self.sessions.update_pending(&ctx.id, |pp| pp.patient = Some(own));
-                return see_other(&self.step_url(&ctx.id, ""));
+                let copy = own.clone();
+                self.sessions
+                    .update_pending(&ctx.id, |pp| pp.patient = Some(copy));
+                bound_patient = Some(own);
             }
         } else if p.patient.is_none() && needs_patient {
             let patients = match self.store.search_patients(query, PICKER_LIMIT) {
@@ -134,12 +152,13 @@ impl Inner {
                 },
             );
         }
-        let patient_label = p.patient.as_ref().map(|id| {
-            match self.store.patient(id).ok().flatten() {
-                Some(entry) => format!("{} ({id})", entry.display_name),
-                None => id.clone(),
-            }
-        });
+        let patient_label =
+            bound_patient
+                .as_ref()
+                .map(|id| match self.store.patient(id).ok().flatten() {
+                    Some(entry) => format!("{} ({id})", entry.display_name),
+                    None => id.clone(),
+                });
         let scopes: Vec<ScopeItem> = p
             .scopes
             .iter()
@@ -181,7 +200,13 @@ pub async fn show(
         Err(r) => return r,
     };
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    let q = params.one("q").ok().flatten().unwrap_or_default().trim().to_string();
+    let q = params
+        .one("q")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     inner.next_step(&ctx, &q, None)
 }
 
@@ -190,7 +215,11 @@ pub async fn show(
 async fn verify_password(hash: Option<String>, password: String) -> bool {
     tokio::task::spawn_blocking(move || match hash {
         Some(h) => PasswordHash::new(&h)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false),
         None => {
             let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>());
@@ -219,8 +248,18 @@ pub async fn login(
     if let Err(r) = inner.check_post(&ctx, &headers, &form) {
         return r;
     }
-    let username = form.one("username").ok().flatten().unwrap_or_default().to_string();
-    let password = form.one("password").ok().flatten().unwrap_or_default().to_string();
+    let username = form
+        .one("username")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string();
+    let password = form
+        .one("password")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string();
     let now = inner.config.clock.now();
     let lock_key = format!("user:{username}");
     if inner.lockout.check(&lock_key, now).is_err() {
@@ -322,7 +361,9 @@ pub async fn consent(
         .cloned()
         .collect();
     let p = &ctx.pending;
-    let needs_patient = granted.iter().any(|s| scope::is_patient_scope(s) || s == "launch/patient");
+    let needs_patient = granted
+        .iter()
+        .any(|s| scope::is_patient_scope(s) || s == "launch/patient");
     if granted.is_empty() || (needs_patient && p.patient.is_none()) {
         return inner.deny(&ctx, "nothing was granted");
     }
@@ -335,7 +376,10 @@ pub async fn consent(
         client_id: p.client_id.clone(),
         user_id: Some(user.id.clone()),
         scope: scope::join(&granted),
-        patient: p.patient.clone().filter(|_| needs_patient || p.launch.is_some()),
+        patient: p
+            .patient
+            .clone()
+            .filter(|_| needs_patient || p.launch.is_some()),
         encounter: p.launch.as_ref().and_then(|l| l.encounter.clone()),
         fhir_user: user.fhir_user.clone(),
         need_patient_banner: p.launch.as_ref().is_none_or(|l| l.need_patient_banner),

@@ -17,8 +17,14 @@ use crate::{AuthServer, Inner};
 
 /// What a presented token turned out to be.
 enum Known {
-    Access { claims: Map<String, Value>, grant: Grant },
-    Refresh { grant: Grant, exp: u64 },
+    Access {
+        claims: Map<String, Value>,
+        grant: Grant,
+    },
+    Refresh {
+        grant: Grant,
+        exp: u64,
+    },
 }
 
 impl Inner {
@@ -66,7 +72,9 @@ impl Inner {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn inactive() -> Response {
@@ -106,8 +114,17 @@ pub async fn introspect(
             let mut out = Map::new();
             out.insert("active".into(), Value::Bool(true));
             for k in [
-                "scope", "client_id", "exp", "iat", "sub", "iss", "aud", "patient", "encounter",
-                "fhirUser", "jti",
+                "scope",
+                "client_id",
+                "exp",
+                "iat",
+                "sub",
+                "iss",
+                "aud",
+                "patient",
+                "encounter",
+                "fhirUser",
+                "jti",
             ] {
                 if let Some(v) = claims.get(k) {
                     out.insert(k.into(), v.clone());
@@ -148,11 +165,7 @@ pub async fn introspect(
     resp
 }
 
-pub async fn revoke(
-    State(server): State<AuthServer>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn revoke(State(server): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
     let inner = &server.inner;
     let params = Params::parse(&body);
     let auth = match inner.authenticate_client(&headers, &params).await {

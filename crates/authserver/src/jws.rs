@@ -51,7 +51,9 @@ pub struct RsaSigner {
 
 impl std::fmt::Debug for RsaSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RsaSigner").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("RsaSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 

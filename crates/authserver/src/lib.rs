@@ -12,8 +12,8 @@
 
 mod admin;
 mod authorize;
-pub mod clock;
 mod client_auth;
+pub mod clock;
 mod discovery;
 pub mod error;
 mod http;
@@ -99,7 +99,10 @@ impl AuthConfig {
     }
 
     fn validate(mut self) -> Result<Self> {
-        for (name, value) in [("issuer", &mut self.issuer), ("fhir_base", &mut self.fhir_base)] {
+        for (name, value) in [
+            ("issuer", &mut self.issuer),
+            ("fhir_base", &mut self.fhir_base),
+        ] {
             while value.ends_with('/') {
                 value.pop();
             }
@@ -114,7 +117,9 @@ impl AuthConfig {
         self.access_token_ttl = self.access_token_ttl.min(Duration::from_secs(3600));
         self.backend_token_ttl = self.backend_token_ttl.min(Duration::from_secs(300));
         if self.lockout_threshold == 0 {
-            return Err(AuthError::Config("lockout_threshold must be at least 1".into()));
+            return Err(AuthError::Config(
+                "lockout_threshold must be at least 1".into(),
+            ));
         }
         Ok(self)
     }

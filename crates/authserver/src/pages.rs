@@ -26,10 +26,7 @@ impl Pages {
 
     /// Renders a page; a template failure becomes a plain 500 rather than a panic.
     pub fn render<S: Serialize>(&self, status: StatusCode, name: &str, ctx: S) -> Response {
-        let body = self
-            .env
-            .get_template(name)
-            .and_then(|t| t.render(ctx));
+        let body = self.env.get_template(name).and_then(|t| t.render(ctx));
         match body {
             Ok(html) => with_page_headers((status, Html(html)).into_response()),
             Err(err) => {
@@ -66,7 +63,7 @@ pub fn with_page_headers(mut resp: Response) -> Response {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

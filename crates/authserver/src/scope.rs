@@ -91,7 +91,10 @@ pub fn covers(granting: &str, requested: &str) -> bool {
     if granting == requested {
         return true;
     }
-    match (ResourceScope::parse(granting), ResourceScope::parse(requested)) {
+    match (
+        ResourceScope::parse(granting),
+        ResourceScope::parse(requested),
+    ) {
         (Some(g), Some(r)) => g.covers(&r),
         _ => false,
     }
@@ -226,8 +229,16 @@ mod tests {
             ("patient/*.rs", "patient/Observation.cruds", false),
             ("patient/*.rs", "user/Observation.rs", false),
             ("patient/Observation.rs", "patient/Condition.rs", false),
-            ("patient/Observation.rs", "patient/Observation.rs?category=laboratory", true),
-            ("patient/Observation.rs?category=laboratory", "patient/Observation.rs", false),
+            (
+                "patient/Observation.rs",
+                "patient/Observation.rs?category=laboratory",
+                true,
+            ),
+            (
+                "patient/Observation.rs?category=laboratory",
+                "patient/Observation.rs",
+                false,
+            ),
             ("openid", "openid", true),
             ("openid", "fhirUser", false),
             ("system/*.*", "system/Patient.cruds", true),
@@ -268,7 +279,13 @@ mod tests {
     fn split_dedups_and_narrowing_is_checked() {
         let granted = split("openid  patient/*.rs openid offline_access");
         assert_eq!(granted, vec!["openid", "patient/*.rs", "offline_access"]);
-        assert!(all_covered(&granted, &split("patient/Observation.rs openid")));
-        assert!(!all_covered(&granted, &split("patient/Observation.rs user/*.rs")));
+        assert!(all_covered(
+            &granted,
+            &split("patient/Observation.rs openid")
+        ));
+        assert!(!all_covered(
+            &granted,
+            &split("patient/Observation.rs user/*.rs")
+        ));
     }
 }

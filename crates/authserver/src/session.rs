@@ -46,7 +46,11 @@ pub struct Sessions {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
-fn make_room<V>(map: &mut HashMap<impl Clone + Eq + std::hash::Hash, V>, now: u64, exp: fn(&V) -> u64) {
+fn make_room<V>(
+    map: &mut HashMap<impl Clone + Eq + std::hash::Hash, V>,
+    now: u64,
+    exp: fn(&V) -> u64,
+) {
     if map.len() < MAX_ENTRIES {
         return;
     }

@@ -18,11 +18,7 @@ use crate::{AuthServer, Inner, scope};
 /// detected (and still revokes the family) instead of looking unknown.
 pub const REPLAY_MEMORY_SECS: u64 = 24 * 3600;
 
-pub async fn token(
-    State(server): State<AuthServer>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn token(State(server): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&server.inner, &headers, &body).await {
         Ok(resp) => {
             let mut r = Json(resp).into_response();
@@ -94,7 +90,9 @@ fn authorization_code(
             // RFC 6749 §4.1.2: a replayed code revokes what the first use obtained.
             inner.store.revoke_grant(&rec.grant_id)?;
             tracing::warn!(client_id = %rec.client_id, "authorization code replayed; grant revoked");
-            return Err(OAuthError::invalid_grant("authorization code was already used"));
+            return Err(OAuthError::invalid_grant(
+                "authorization code was already used",
+            ));
         }
         Redeem::Fresh(rec) => rec,
     };
@@ -113,8 +111,7 @@ fn authorization_code(
             "redirect_uri differs from the authorization request",
         ));
     }
-    let verifier =
-        verifier.ok_or_else(|| OAuthError::invalid_grant("code_verifier is missing"))?;
+    let verifier = verifier.ok_or_else(|| OAuthError::invalid_grant("code_verifier is missing"))?;
     if !valid_verifier(verifier) {
         return Err(OAuthError::invalid_grant(
             "code_verifier must be 43-128 unreserved characters",
@@ -216,7 +213,11 @@ fn client_credentials(
         .filter(|s| s.starts_with("system/"))
         .filter(|s| {
             auth.client.allowed_scopes.is_empty()
-                || auth.client.allowed_scopes.iter().any(|a| scope::covers(a, s))
+                || auth
+                    .client
+                    .allowed_scopes
+                    .iter()
+                    .any(|a| scope::covers(a, s))
         })
         .collect();
     if scopes.is_empty() {

@@ -106,7 +106,10 @@ mod tests {
             origin_of("http://127.0.0.1:8080/auth/x").as_deref(),
             Some("http://127.0.0.1:8080")
         );
-        assert_eq!(origin_of("https://a.example/").as_deref(), Some("https://a.example"));
+        assert_eq!(
+            origin_of("https://a.example/").as_deref(),
+            Some("https://a.example")
+        );
         assert_eq!(origin_of("not a url"), None);
     }
 }

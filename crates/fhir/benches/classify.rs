@@ -15,7 +15,12 @@ fn bench(c: &mut Criterion) {
             "/Observation",
             Some("patient=P1&code=http://loinc.org|1234-5,4548-4&date=ge2020-01-01&_count=50"),
         ),
-        ("traversal", Method::GET, "/Observation/x%2F..%2F..%2FPatient%2FP2", None),
+        (
+            "traversal",
+            Method::GET,
+            "/Observation/x%2F..%2F..%2FPatient%2FP2",
+            None,
+        ),
         ("1000-params", Method::GET, "/Observation", None),
     ];
     c.bench_function("from_name/Patient", |b| {
@@ -26,7 +31,11 @@ fn bench(c: &mut Criterion) {
     });
     let many = vec!["code=abc"; 1000].join("&");
     for (name, method, path, query) in cases {
-        let query = if name == "1000-params" { Some(many.as_str()) } else { query };
+        let query = if name == "1000-params" {
+            Some(many.as_str())
+        } else {
+            query
+        };
         c.bench_function(&format!("classify/{name}"), |b| {
             b.iter(|| classify(black_box(&method), black_box(path), query, &headers, None))
         });

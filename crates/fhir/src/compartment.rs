@@ -41,6 +41,11 @@ pub struct CompartmentMembership {
     /// `subject`, `_id` for Patient itself).
     pub inject_param: &'static str,
     pub params: &'static [CompartmentParam],
+    /// Element paths of the primary parameters, deduplicated (precomputed: the response
+    /// check walks them for every returned resource).
+    pub anchor_paths: &'static [&'static str],
+    /// Element paths only secondary parameters use.
+    pub other_paths: &'static [&'static str],
 }
 
 impl CompartmentMembership {
@@ -55,25 +60,16 @@ impl CompartmentMembership {
     }
 
     /// Deduplicated element paths of the primary parameters.
-    pub fn primary_paths(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = Vec::new();
-        for path in self.primary_params().flat_map(|p| p.paths.iter().copied()) {
-            if !out.contains(&path) {
-                out.push(path);
-            }
-        }
-        out
+    pub fn primary_paths(&self) -> &'static [&'static str] {
+        self.anchor_paths
     }
 
-    /// Every element path of every parameter (primary and secondary), deduplicated.
-    pub fn all_paths(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = Vec::new();
-        for path in self.params.iter().flat_map(|p| p.paths.iter().copied()) {
-            if !out.contains(&path) {
-                out.push(path);
-            }
-        }
-        out
+    /// Every element path of every parameter (primary first), deduplicated.
+    pub fn all_paths(&self) -> impl Iterator<Item = &'static str> {
+        self.anchor_paths
+            .iter()
+            .chain(self.other_paths.iter())
+            .copied()
     }
 }
 
@@ -120,7 +116,7 @@ mod tests {
     #[test]
     fn allergy_intolerance_and_nested_paths() {
         let ai = patient_compartment(ResourceType::AllergyIntolerance);
-        assert_eq!(ai.map(|m| m.primary_paths()), Some(vec!["patient"]));
+        assert_eq!(ai.map(|m| m.primary_paths()), Some(&["patient"][..]));
         assert_eq!(
             ai.and_then(|m| m.param("recorder")).map(|p| p.paths),
             Some(&["recorder"][..])
@@ -128,12 +124,12 @@ mod tests {
         let appt = patient_compartment(ResourceType::Appointment);
         assert_eq!(
             appt.map(|m| m.primary_paths()),
-            Some(vec!["participant.actor"])
+            Some(&["participant.actor"][..])
         );
         let audit = patient_compartment(ResourceType::AuditEvent);
         assert_eq!(
             audit.map(|m| m.primary_paths()),
-            Some(vec!["agent.who", "entity.what"])
+            Some(&["agent.who", "entity.what"][..])
         );
     }
 

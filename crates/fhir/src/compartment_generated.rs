@@ -9,6 +9,8 @@ static ACCOUNT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Account,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -29,6 +31,8 @@ static ADVERSE_EVENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::AdverseEvent,
     official: true,
     inject_param: "subject",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "subject",
         paths: &["subject"],
@@ -41,6 +45,8 @@ static ALLERGY_INTOLERANCE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::AllergyIntolerance,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &["recorder", "asserter"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -67,6 +73,8 @@ static APPOINTMENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Appointment,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["participant.actor"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "actor",
@@ -87,6 +95,8 @@ static APPOINTMENT_RESPONSE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::AppointmentResponse,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["actor"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "actor",
@@ -107,6 +117,8 @@ static AUDIT_EVENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::AuditEvent,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["agent.who", "entity.what"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["agent.who", "entity.what"],
@@ -119,6 +131,8 @@ static BASIC: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Basic,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["author"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -139,6 +153,8 @@ static BODY_STRUCTURE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::BodyStructure,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -151,6 +167,8 @@ static CARE_PLAN: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::CarePlan,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["activity.detail.performer"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -171,6 +189,8 @@ static CARE_TEAM: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::CareTeam,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["participant.member"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -191,6 +211,8 @@ static CHARGE_ITEM: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ChargeItem,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -211,6 +233,8 @@ static CLAIM: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Claim,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &["payee.party"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -231,6 +255,8 @@ static CLAIM_RESPONSE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ClaimResponse,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -243,6 +269,8 @@ static CLINICAL_IMPRESSION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ClinicalImpression,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -263,6 +291,8 @@ static COMMUNICATION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Communication,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["sender", "recipient"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -295,6 +325,8 @@ static COMMUNICATION_REQUEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::CommunicationRequest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["sender", "recipient", "requester"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -333,6 +365,8 @@ static COMPOSITION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Composition,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["author", "attester.party"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -365,6 +399,8 @@ static CONDITION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Condition,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["asserter"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -385,6 +421,8 @@ static CONSENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Consent,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -397,6 +435,8 @@ static COVERAGE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Coverage,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["beneficiary"],
+    other_paths: &["policyHolder", "subscriber", "payor"],
     params: &[
         CompartmentParam {
             name: "policy-holder",
@@ -435,6 +475,8 @@ static COVERAGE_ELIGIBILITY_REQUEST: CompartmentMembership = CompartmentMembersh
     resource_type: ResourceType::CoverageEligibilityRequest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -447,6 +489,8 @@ static COVERAGE_ELIGIBILITY_RESPONSE: CompartmentMembership = CompartmentMembers
     resource_type: ResourceType::CoverageEligibilityResponse,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -459,6 +503,8 @@ static DETECTED_ISSUE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::DetectedIssue,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -471,6 +517,8 @@ static DEVICE_REQUEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::DeviceRequest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["performer"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -497,6 +545,8 @@ static DEVICE_USE_STATEMENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::DeviceUseStatement,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -517,6 +567,8 @@ static DIAGNOSTIC_REPORT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::DiagnosticReport,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -537,6 +589,8 @@ static DOCUMENT_MANIFEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::DocumentManifest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["author", "recipient"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -569,6 +623,8 @@ static DOCUMENT_REFERENCE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::DocumentReference,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["author"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -595,6 +651,8 @@ static ENCOUNTER: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Encounter,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -615,6 +673,8 @@ static ENROLLMENT_REQUEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::EnrollmentRequest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["candidate"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -635,6 +695,8 @@ static EPISODE_OF_CARE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::EpisodeOfCare,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -647,6 +709,8 @@ static EXPLANATION_OF_BENEFIT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ExplanationOfBenefit,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &["payee.party"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -667,6 +731,8 @@ static FAMILY_MEMBER_HISTORY: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::FamilyMemberHistory,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -679,6 +745,8 @@ static FLAG: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Flag,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["subject"],
@@ -691,6 +759,8 @@ static GOAL: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Goal,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["subject"],
@@ -703,6 +773,8 @@ static GROUP: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Group,
     official: true,
     inject_param: "member",
+    anchor_paths: &["member.entity"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "member",
         paths: &["member.entity"],
@@ -715,6 +787,8 @@ static IMAGING_STUDY: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ImagingStudy,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["subject"],
@@ -727,6 +801,8 @@ static IMMUNIZATION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Immunization,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -739,6 +815,8 @@ static IMMUNIZATION_EVALUATION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ImmunizationEvaluation,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -751,6 +829,8 @@ static IMMUNIZATION_RECOMMENDATION: CompartmentMembership = CompartmentMembershi
     resource_type: ResourceType::ImmunizationRecommendation,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -763,6 +843,8 @@ static INVOICE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Invoice,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["recipient"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -789,6 +871,8 @@ static LIST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::List,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["source"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -815,6 +899,8 @@ static MEASURE_REPORT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::MeasureReport,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["subject"],
@@ -827,6 +913,8 @@ static MEDIA: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Media,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -847,6 +935,8 @@ static MEDICATION_ADMINISTRATION: CompartmentMembership = CompartmentMembership 
     resource_type: ResourceType::MedicationAdministration,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["performer.actor"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -873,6 +963,8 @@ static MEDICATION_DISPENSE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::MedicationDispense,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["receiver"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -899,6 +991,8 @@ static MEDICATION_REQUEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::MedicationRequest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -919,6 +1013,8 @@ static MEDICATION_STATEMENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::MedicationStatement,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -939,6 +1035,8 @@ static MOLECULAR_SEQUENCE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::MolecularSequence,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -951,6 +1049,8 @@ static NUTRITION_ORDER: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::NutritionOrder,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -963,6 +1063,8 @@ static OBSERVATION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Observation,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["performer"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -989,6 +1091,8 @@ static PATIENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Patient,
     official: true,
     inject_param: "_id",
+    anchor_paths: &[],
+    other_paths: &["link.other"],
     params: &[CompartmentParam {
         name: "link",
         paths: &["link.other"],
@@ -1001,6 +1105,8 @@ static PERSON: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Person,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["link.target"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["link.target"],
@@ -1013,6 +1119,8 @@ static PROCEDURE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Procedure,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["performer.actor"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -1033,6 +1141,8 @@ static PROVENANCE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Provenance,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["target"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["target"],
@@ -1045,6 +1155,8 @@ static QUESTIONNAIRE_RESPONSE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::QuestionnaireResponse,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["author"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -1071,6 +1183,8 @@ static RELATED_PERSON: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::RelatedPerson,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -1083,6 +1197,8 @@ static REQUEST_GROUP: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::RequestGroup,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["action.participant"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -1109,6 +1225,8 @@ static RESEARCH_SUBJECT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ResearchSubject,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["individual"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "individual",
@@ -1129,6 +1247,8 @@ static RISK_ASSESSMENT: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::RiskAssessment,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -1149,6 +1269,8 @@ static SCHEDULE: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Schedule,
     official: true,
     inject_param: "actor",
+    anchor_paths: &["actor"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "actor",
         paths: &["actor"],
@@ -1161,6 +1283,8 @@ static SERVICE_REQUEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::ServiceRequest,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &["performer"],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -1187,6 +1311,8 @@ static SPECIMEN: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Specimen,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["subject"],
+    other_paths: &[],
     params: &[
         CompartmentParam {
             name: "subject",
@@ -1207,6 +1333,8 @@ static SUPPLY_DELIVERY: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::SupplyDelivery,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],
@@ -1219,6 +1347,8 @@ static SUPPLY_REQUEST: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::SupplyRequest,
     official: true,
     inject_param: "subject",
+    anchor_paths: &["deliverTo"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "subject",
         paths: &["deliverTo"],
@@ -1231,6 +1361,8 @@ static TASK: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::Task,
     official: false,
     inject_param: "patient",
+    anchor_paths: &["for"],
+    other_paths: &["focus"],
     params: &[
         CompartmentParam {
             name: "patient",
@@ -1251,6 +1383,8 @@ static VISION_PRESCRIPTION: CompartmentMembership = CompartmentMembership {
     resource_type: ResourceType::VisionPrescription,
     official: true,
     inject_param: "patient",
+    anchor_paths: &["patient"],
+    other_paths: &[],
     params: &[CompartmentParam {
         name: "patient",
         paths: &["patient"],

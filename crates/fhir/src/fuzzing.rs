@@ -45,6 +45,14 @@ pub fn check_accepted(request: &FhirRequest) -> Result<(), String> {
         ));
     }
     let query = request.params.to_query_string();
+    if query
+        .bytes()
+        .any(|b| b == b'#' || b == b';' || b <= b' ' || b == 0x7f)
+    {
+        return Err(format!(
+            "accepted query {query:?} has '#', ';', space or control bytes"
+        ));
+    }
     match crate::search::SearchParams::parse(&query) {
         Ok(again) if again == request.params => Ok(()),
         Ok(again) => Err(format!("params changed on round trip: {again:?}")),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// R4 `issue-type` codes (http://hl7.org/fhir/R4/valueset-issue-type.html).
+/// R4 `issue-type` codes (<http://hl7.org/fhir/R4/valueset-issue-type.html>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum IssueType {

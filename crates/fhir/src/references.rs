@@ -215,15 +215,11 @@ pub fn patient_links<S: AsRef<str>>(resource: &Value, bases: &[S]) -> PatientLin
         }
     }
     // Parameters share paths (Observation `subject` and `patient`), so walk each path once.
-    let primary_paths = membership.primary_paths();
-    let secondary_paths = membership
-        .all_paths()
-        .into_iter()
-        .filter(|p| !primary_paths.contains(p));
-    let paths = primary_paths
+    let paths = membership
+        .anchor_paths
         .iter()
         .map(|p| (*p, true))
-        .chain(secondary_paths.map(|p| (p, false)));
+        .chain(membership.other_paths.iter().map(|p| (*p, false)));
     for (path, primary) in paths {
         for element in elements_at(resource, path) {
             match patient_of(element, resource, bases) {

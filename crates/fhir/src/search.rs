@@ -80,6 +80,14 @@ impl SearchParam {
         self.chain.is_some() || self.name == "_has"
     }
 
+    /// The resource type named by a type modifier (`Patient` in `subject:Patient`), if the
+    /// modifier is one. Case-sensitive, like resource type names everywhere.
+    pub fn type_modifier(&self) -> Option<crate::ResourceType> {
+        self.modifier
+            .as_deref()
+            .and_then(crate::ResourceType::from_name)
+    }
+
     /// The decoded name with its modifier and chain (`subject:Patient.name`).
     pub fn full_name(&self) -> String {
         let mut s = self.name.clone();
@@ -123,7 +131,8 @@ impl SearchParams {
     }
 
     /// Append the parameters of another query string or form body, keeping the
-    /// [`MAX_PARAMS`] cap over the combined list.
+    /// [`MAX_PARAMS`] cap over the combined list. On error the list may hold part of the
+    /// new parameters; callers reject the whole request.
     pub fn extend_from_query(&mut self, query: &str) -> Result<(), ClassifyError> {
         for piece in query.split('&') {
             if piece.is_empty() {
@@ -176,8 +185,9 @@ impl SearchParams {
         before - self.params.len()
     }
 
-    /// Replace every parameter with this base name by one `name=value` at the position of
-    /// the first one removed (or at the end).
+    /// Replace every parameter with this base name (any modifier/chain) by one
+    /// `name=value` at the position of the first one removed (or at the end). `name` is a
+    /// base name; use [`Self::remove_named`] and [`Self::push`] to write a modifier.
     pub fn set(&mut self, name: &str, value: &str) {
         let at = self.params.iter().position(|p| p.name == name);
         self.remove_named(name);
@@ -199,7 +209,9 @@ impl SearchParams {
         self.params.iter().any(SearchParam::is_chain_or_has)
     }
 
-    /// Re-serialise in order; unchanged parameters keep their original encoding.
+    /// Re-serialise in order; unchanged parameters keep their original encoding. The only
+    /// differences from the received query: empty pieces are gone and a bare `name` is
+    /// written `name=` (the same parameter to every FHIR server).
     pub fn to_query_string(&self) -> String {
         let mut out = String::new();
         for (i, p) in self.params.iter().enumerate() {

@@ -17,6 +17,7 @@ enum Want {
     Id,
     Query,
     Override,
+    PathOverride,
     NotAllowed,
 }
 
@@ -326,6 +327,12 @@ fn table() -> Vec<Case> {
         c("GET", "/Patient/1/$a.b", Path),
         c("GET", "/_foo", Type),
         c("GET", "/Patient/_foo", Id),
+        c("GET", "/_history/x", Type),
+        c("GET", "/_search/x", Type),
+        c("GET", "/Patient/_history/1", Id),
+        c("GET", "/Patient/1/_history/", Path),
+        c("GET", "/metadata/x", Type),
+        c("GET", "/Patient/P1/*/x", Path),
         // --- methods (F15, F16) ---
         c("TRACE", "/Patient/P2", NotAllowed),
         c("CONNECT", "/Patient/P2", NotAllowed),
@@ -356,6 +363,14 @@ fn table() -> Vec<Case> {
             ..c("POST", "/Patient", Override)
         },
         q("POST", "/Patient/P1", "_method=DELETE", Override),
+        Case {
+            headers: &[("X-Original-URL", "/Patient/P2")],
+            ..c("GET", "/Patient/P1", PathOverride)
+        },
+        Case {
+            headers: &[("X-Rewrite-URL", "/Patient/P2")],
+            ..c("GET", "/Patient/P1", PathOverride)
+        },
         q("GET", "/Patient", "name=x&_method=DELETE", Override),
         Case {
             body: Some("_method=DELETE"),
@@ -366,6 +381,17 @@ fn table() -> Vec<Case> {
         q("GET", "/Patient", "name=%00", Query),
         q("GET", "/Patient", "name=a#b", Query),
         q("GET", "/Patient", "=x", Query),
+        q("GET", "/Observation", "code=x;patient=P2", Query),
+        q(
+            "GET",
+            "/Observation",
+            "code=x%3Bpatient=P2",
+            search(RT::Observation),
+        ),
+        Case {
+            body: Some("code=x;patient=P2"),
+            ..c("POST", "/Observation/_search", Query)
+        },
         Case {
             body: Some("name=%FF"),
             ..c("POST", "/Patient/_search", Query)
@@ -408,6 +434,7 @@ fn classification_table() {
             | (Want::Id, Err(ClassifyError::InvalidId(_)))
             | (Want::Query, Err(ClassifyError::InvalidQuery(_)))
             | (Want::Override, Err(ClassifyError::MethodOverride(_)))
+            | (Want::PathOverride, Err(ClassifyError::PathOverride(_)))
             | (Want::NotAllowed, Err(ClassifyError::MethodNotAllowed { .. })) => true,
             _ => false,
         };

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use fhirgate_fhir::fuzzing::check_accepted;
-use fhirgate_fhir::{SearchParams, classify};
+use fhirgate_fhir::{SearchParams, classify, classify_entries};
 use http::{HeaderMap, Method};
 use proptest::prelude::*;
 
@@ -116,5 +116,39 @@ proptest! {
         }
         let parsed = SearchParams::parse(&params.to_query_string());
         prop_assert_eq!(parsed, Ok(params));
+    }
+
+    #[test]
+    fn bundle_entries_classify_like_requests(
+        kind in prop::sample::select(&["batch", "transaction", "searchset", "Batch"][..]),
+        entries in prop::collection::vec(
+            (
+                prop::sample::select(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "get", "TRACE", ""][..]),
+                path(),
+                prop::option::of("[a-z=&%;#|]{0,12}"),
+            ),
+            0..6,
+        ),
+    ) {
+        let entries: Vec<_> = entries
+            .into_iter()
+            .map(|(method, url, if_none_exist)| {
+                let url = url.strip_prefix('/').map(str::to_owned).unwrap_or(url);
+                serde_json::json!({
+                    "request": { "method": method, "url": url, "ifNoneExist": if_none_exist }
+                })
+            })
+            .collect();
+        let bundle = serde_json::json!({ "resourceType": "Bundle", "type": kind, "entry": entries });
+        if let Ok(classified) = classify_entries(&bundle, Some("https://gw/fhir")) {
+            prop_assert_eq!(classified.len(), entries.len());
+            for entry in classified {
+                if let Ok(req) = entry.request
+                    && let Err(e) = check_accepted(&req)
+                {
+                    return Err(TestCaseError::fail(e));
+                }
+            }
+        }
     }
 }

@@ -93,7 +93,10 @@ where
             if body.is_end_stream() {
                 body
             } else {
-                Body::new(Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)))
+                Body::new(Limited::new(
+                    body,
+                    usize::try_from(max_body).unwrap_or(usize::MAX),
+                ))
             }
         });
         let future = self.inner.call(request);

@@ -89,7 +89,10 @@ impl Gateway {
         let drain_time = self.config.shutdown.drain_time;
         let router = Router::new(self.pipeline, self.mounts);
         let stack = ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(X_REQUEST_ID, CounterRequestId::new()))
+            .layer(SetRequestIdLayer::new(
+                X_REQUEST_ID,
+                CounterRequestId::new(),
+            ))
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
             .layer(
                 TraceLayer::new_for_http()
@@ -119,11 +122,9 @@ impl Gateway {
             // Room for the request line and header block, so that oversize headers reach the
             // guard layer and get a proper 431 OperationOutcome.
             .max_buf_size((limits.max_header_size + limits.max_uri_length + 4096).max(8192));
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(
-                u32::try_from(limits.max_header_size + limits.max_uri_length).unwrap_or(u32::MAX),
-            );
+        http.http2().timer(TokioTimer::new()).max_header_list_size(
+            u32::try_from(limits.max_header_size + limits.max_uri_length).unwrap_or(u32::MAX),
+        );
 
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);

@@ -77,10 +77,10 @@ impl Upstream {
     /// cached for a second and concurrent probes share one check.
     pub(crate) async fn is_ready(&self) -> bool {
         let mut cached = self.readiness.lock().await;
-        if let Some((at, ready)) = *cached {
-            if at.elapsed() < READINESS_TTL {
-                return ready;
-            }
+        if let Some((at, ready)) = *cached
+            && at.elapsed() < READINESS_TTL
+        {
+            return ready;
         }
         let ready = self.probe().await;
         *cached = Some((Instant::now(), ready));

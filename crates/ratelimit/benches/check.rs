@@ -52,6 +52,16 @@ fn bench_local(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    let raw: RawRateLimitConfig =
+        serde_yaml_ng::from_str("rules: [{name: c, key: client_id, per_second: 1000000}]").unwrap();
+    let one_rule = RateLimiter::new(raw.validate().unwrap());
+    c.bench_function("local/check (1 rule)", |b| {
+        b.to_async(&rt).iter(|| {
+            let req = request(0);
+            let limiter = &one_rule;
+            async move { black_box(limiter.check(&req).await) }
+        });
+    });
     let limiter = limiter("backend: local");
     let mut i = 0_u32;
     c.bench_function("local/check (3 rules)", |b| {
@@ -95,6 +105,20 @@ fn bench_redis(c: &mut Criterion) {
                         .unwrap(),
                 )
             }
+        });
+    });
+    let one_rule = {
+        let raw: RawRateLimitConfig = serde_yaml_ng::from_str(&format!(
+            "rules: [{{name: c, key: client_id, per_second: 1000000}}]\n\
+             backend: {{redis: {{url: '{url}', timeout: 500ms}}}}"
+        ))
+        .unwrap();
+        Arc::new(RateLimiter::new(raw.validate().unwrap()))
+    };
+    c.bench_function("redis/check (1 rule, sequential)", |b| {
+        b.to_async(&rt).iter(|| {
+            let limiter = Arc::clone(&one_rule);
+            async move { black_box(limiter.check(&request(0)).await) }
         });
     });
     let mut i = 0_u32;

@@ -11,6 +11,28 @@
 //! unreachable it answers from the local limiter (or 503 when `fault_tolerant: false`), with a
 //! log line and a counter in [`Stats`].
 //!
+//! ```
+//! use fhirgate_ratelimit::{RateLimiter, RawRateLimitConfig, RequestKeyInput, Verdict};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let raw: RawRateLimitConfig =
+//!     serde_yaml_ng::from_str("rules: [{name: per-client, key: client_id, per_second: 1}]").unwrap();
+//! let limiter = RateLimiter::new(raw.validate().unwrap());
+//! let request = RequestKeyInput {
+//!     client_id: Some("growth-chart-app"),
+//!     interaction: "read",
+//!     resource_type: Some("Observation"),
+//!     path: "/Observation/42",
+//!     ..RequestKeyInput::default()
+//! };
+//! assert!(matches!(limiter.check(&request).await, Verdict::Allowed(_)));
+//! let verdict = limiter.check(&request).await;
+//! assert!(matches!(verdict, Verdict::Rejected(_))); // → 429 `throttled` with these headers:
+//! let names: Vec<_> = verdict.headers().into_iter().map(|(name, _)| name).collect();
+//! assert_eq!(names[0], http::header::RETRY_AFTER);
+//! # }
+//! ```
+//!
 //! # Semantics
 //!
 //! `per_minute: N` allows a burst of N, then one unit every 60 s / N; a key idle for a

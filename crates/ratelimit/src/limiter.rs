@@ -25,7 +25,7 @@ pub struct RateLimiter {
     config: RateLimitConfig,
     /// The `local` backend, or the fallback of the `redis` backend.
     local: LocalLimiter,
-    redis: Option<RedisBackend>,
+    redis: Option<Arc<RedisBackend>>,
     stats: Arc<Stats>,
 }
 
@@ -48,7 +48,7 @@ impl RateLimiter {
         let local = LocalLimiter::new(config.local_max_keys, longest, clock);
         let redis = match &config.backend {
             Backend::Local => None,
-            Backend::Redis(settings) => Some(RedisBackend::new(settings.clone())),
+            Backend::Redis(settings) => Some(Arc::new(RedisBackend::new(settings.clone()))),
         };
         Self {
             config,

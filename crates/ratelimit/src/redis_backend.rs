@@ -1,12 +1,13 @@
 //! The shared limiter: one Lua script per request on Redis, behind a circuit breaker.
 //!
-//! Every call is bounded by `timeout`. After a failure the breaker opens for
-//! `retry_interval`: requests during that time go straight to the fallback instead of each
-//! paying the timeout, then one request probes Redis again (reconnecting if needed) while the
-//! others keep using the fallback.
+//! Every call is bounded by `timeout`. After a failure the breaker opens: requests go
+//! straight to the fallback instead of each paying the timeout, and a background task probes
+//! Redis (reconnect + PING) at most once per `retry_interval`, closing the breaker when Redis
+//! answers. So during an outage no request waits on Redis at all; only requests already in
+//! flight when it fails pay up to `timeout` once.
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -79,43 +80,70 @@ impl RedisBackend {
     }
 
     pub(crate) async fn check(
-        &self,
+        self: &Arc<Self>,
         items: &[Item<'_>],
-        stats: &Stats,
+        stats: &Arc<Stats>,
     ) -> Result<Outcome, RedisFailure> {
-        let now = self.clock.now_micros();
         let open_until = self.open_until.load(Ordering::Acquire);
         if open_until != 0 {
-            if now < open_until {
-                return Err(RedisFailure::CircuitOpen(Duration::from_micros(
-                    open_until - now,
-                )));
+            let now = self.clock.now_micros();
+            if now >= open_until {
+                // Whoever moves the deadline starts the one probe for this interval.
+                let next = now.saturating_add(micros(self.settings.retry_interval));
+                if self
+                    .open_until
+                    .compare_exchange(open_until, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.spawn_probe(stats);
+                }
             }
-            // Half-open: whoever moves the deadline is the one probe; the rest fall back.
-            let next = now.saturating_add(micros(self.settings.retry_interval));
-            if self
-                .open_until
-                .compare_exchange(open_until, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                return Err(RedisFailure::CircuitOpen(self.settings.retry_interval));
-            }
+            let left = open_until.saturating_sub(now).max(1);
+            return Err(RedisFailure::CircuitOpen(Duration::from_micros(left)));
         }
-        match self.round_trip(items).await {
-            Ok(outcome) => {
+        let result = self.round_trip(items).await;
+        self.settle(result.as_ref().err(), stats);
+        result
+    }
+
+    fn spawn_probe(self: &Arc<Self>, stats: &Arc<Stats>) {
+        let (this, stats) = (Arc::clone(self), Arc::clone(stats));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Not on tokio (the connection needs it anyway): leave the breaker open.
+            return;
+        };
+        runtime.spawn(async move {
+            let result = this.probe().await;
+            this.settle(result.as_ref().err(), &stats);
+        });
+    }
+
+    async fn probe(&self) -> Result<(), RedisFailure> {
+        let mut conn = self.connection().await?;
+        let timeout = self.settings.timeout;
+        tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map_err(|_| RedisFailure::Timeout(timeout))??;
+        Ok(())
+    }
+
+    /// Close the breaker after a success, open it after a failure; log the transitions.
+    fn settle(&self, failure: Option<&RedisFailure>, stats: &Stats) {
+        match failure {
+            None => {
                 self.open_until.store(0, Ordering::Release);
                 if self.down.swap(false, Ordering::AcqRel) {
                     stats.set_redis_down(false);
-                    tracing::warn!(redis = %self.settings.url_redacted, "redis reachable again; shared rate limits resumed");
+                    tracing::warn!(
+                        redis = %self.settings.url_redacted,
+                        "redis reachable again; shared rate limits resumed"
+                    );
                 }
-                Ok(outcome)
             }
-            Err(err) => {
-                if !matches!(err, RedisFailure::CircuitOpen(_)) {
-                    stats.inc_redis_errors();
-                    self.trip(&err, stats);
-                }
-                Err(err)
+            Some(RedisFailure::CircuitOpen(_)) => {}
+            Some(err) => {
+                stats.inc_redis_errors();
+                self.trip(err, stats);
             }
         }
     }

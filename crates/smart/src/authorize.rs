@@ -62,20 +62,27 @@ impl<'a> Ctx<'a> {
         any.then_some(Some(restricted))
     }
 
+    /// Pick the scopes that carry the request. An unrestricted `user/`/`system/` grant wins;
+    /// an unrestricted `patient/` grant (with context) beats a restricted broad one, since
+    /// taking the narrower route would refuse what the token allows.
     pub fn route(&self, rt: Option<ResourceType>, p: Permission) -> Result<Route<'a>, DenyReason> {
-        if let Some(r) = self.find(false, rt, p) {
-            return Ok(Route::Broad(r));
+        let broad = self.find(false, rt, p);
+        if let Some(None) = broad {
+            return Ok(Route::Broad(None));
         }
-        if let Some(r) = self.find(true, rt, p) {
-            return match self.grant.patient.as_deref() {
-                Some(patient) => Ok(Route::Patient(r, patient)),
-                None => Err(DenyReason::new(
-                    DenyKind::Forbidden,
-                    "patient/ scopes need a patient context, and the token has none",
-                )),
-            };
+        let patient_scoped = self.find(true, rt, p);
+        match (broad, patient_scoped, self.grant.patient.as_deref()) {
+            (_, Some(None), Some(patient)) | (None, Some(Some(_)), Some(patient)) => {
+                let r = self.find(true, rt, p).unwrap_or(None);
+                Ok(Route::Patient(r, patient))
+            }
+            (Some(r), _, _) => Ok(Route::Broad(r)),
+            (None, Some(_), None) => Err(DenyReason::new(
+                DenyKind::Forbidden,
+                "patient/ scopes need a patient context, and the token has none",
+            )),
+            (None, None, _) => Err(DenyReason::scope(p, rt)),
         }
-        Err(DenyReason::scope(p, rt))
     }
 
     pub fn check(&self, letters: Permissions) -> ResponseCheck {
@@ -252,7 +259,33 @@ pub(crate) fn search(
     }
 }
 
+/// Parameters of a server paging link (HAPI `?_getpages=…`). The page belongs to a search
+/// authorized earlier; the token in it is opaque, so the page is answered through the
+/// response check alone.
+const PAGING: &[&str] = &[
+    "_getpages",
+    "_getpagesoffset",
+    "_count",
+    "_format",
+    "_pretty",
+    "_bundletype",
+];
+
 fn search_system(ctx: &Ctx<'_>) -> Result<Decision, DenyReason> {
+    let params = &ctx.req.params;
+    if params.contains("_getpages") && params.iter().all(|p| PAGING.contains(&p.name.as_str())) {
+        let searchable = ctx
+            .grant
+            .scopes
+            .resources
+            .iter()
+            .any(|s| s.permissions.contains(Permission::Search));
+        if !searchable {
+            return Err(DenyReason::scope(Permission::Search, None));
+        }
+        let patient = ctx.grant.patient();
+        return Ok(allow_within(ctx.within(patient, Vec::new(), READ_LETTERS)));
+    }
     let types: Vec<ResourceType> = ctx
         .req
         .params

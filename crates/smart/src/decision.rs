@@ -238,3 +238,63 @@ impl std::fmt::Display for DenyReason {
         f.write_str(&self.diagnostic)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_kinds_map_to_status_issue_and_oauth_error() {
+        let cases = [
+            (
+                DenyKind::InsufficientScope,
+                403,
+                IssueType::Forbidden,
+                Some("insufficient_scope"),
+            ),
+            (DenyKind::OtherPatient, 403, IssueType::Forbidden, None),
+            (DenyKind::Forbidden, 403, IssueType::Forbidden, None),
+            (DenyKind::Hidden, 404, IssueType::NotFound, None),
+            (DenyKind::NotSupported, 400, IssueType::NotSupported, None),
+            (DenyKind::Invalid, 400, IssueType::Invalid, None),
+        ];
+        for (kind, status, issue, oauth) in cases {
+            let r = DenyReason::new(kind, "why");
+            assert_eq!(r.http_status(), status, "{kind:?}");
+            assert_eq!(r.issue_type(), issue, "{kind:?}");
+            assert_eq!(r.oauth_error(), oauth, "{kind:?}");
+            let oo = r.to_outcome().to_json();
+            assert_eq!(oo["issue"][0]["code"], issue.as_str());
+            assert_eq!(oo["issue"][0]["diagnostics"], "why");
+        }
+    }
+
+    #[test]
+    fn scope_diagnostic_names_the_missing_permission() {
+        let r = DenyReason::scope(Permission::Search, Some(ResourceType::Condition));
+        assert_eq!(r.diagnostic, "scope does not allow search on Condition");
+        let hidden = DenyReason::other_patient(true, "the Observation belongs to someone else");
+        assert_eq!(hidden.kind, DenyKind::Hidden);
+        assert_eq!(hidden.diagnostic, "resource not found");
+    }
+
+    #[test]
+    fn query_mutations_apply_and_header_mutations_do_not() {
+        let mut params = SearchParams::parse("code=x&_elements=code").unwrap();
+        Mutation::AddParam {
+            name: "category".into(),
+            value: "a|b,c|d".into(),
+        }
+        .apply_to(&mut params);
+        Mutation::SetParam {
+            name: "_elements".into(),
+            value: "code,subject".into(),
+        }
+        .apply_to(&mut params);
+        Mutation::SetIfNoneExist("identifier=1".into()).apply_to(&mut params);
+        assert_eq!(
+            params.to_query_string(),
+            "code=x&_elements=code,subject&category=a|b,c|d"
+        );
+    }
+}

@@ -49,7 +49,45 @@
 //! ```
 //!
 //! Batch and transaction bodies go through [`authorize_bundle`], which decides every entry
-//! on its own (a transaction is all-or-nothing).
+//! on its own (a transaction is all-or-nothing); [`BundlePlan::rewrite`] prepares the body
+//! to forward and [`BundlePlan::finish_response`] verifies the batch-response and puts the
+//! refused entries back in place.
+//!
+//! # Rules (DESIGN.md §5 and "Decided behaviours")
+//!
+//! * Letters: read, vread, instance history → `r`; every search and type/system history
+//!   → `s`; create → `c`; update, patch → `u`; delete → `d`; operations per the table in
+//!   the `operations` module (unknown operations are refused under `patient/` scopes and
+//!   need unrestricted `cruds` otherwise). `Capabilities` needs nothing.
+//! * `user/` and `system/` scopes are tried first and carry no compartment; `patient/`
+//!   scopes confine the request to the token's patient and need a patient context.
+//! * Under `patient/` scopes: Patient read/update only for the own id; other compartment
+//!   types are read and then verified; searches get the patient added (`patient=`,
+//!   `subject=Patient/…`, `_id=` for Patient) unless already confined, and any other
+//!   patient named anywhere (repeats, comma lists, `Patient/x`, absolute URLs,
+//!   `:Patient`, POST `_search` bodies, `If-None-Exist`) is 403 `forbidden` — searches
+//!   always answer 403, reads and response checks 404 under [`Policy::hide_existence`];
+//!   chains, `_has`, `_filter`, `_query`, `_contained`, `_list`, unprovable modifiers
+//!   (`:missing`, `:identifier`, …), `_summary=text` and `$graphql` are 400 `not-supported`;
+//!   system search and history, type history, `$export` are 403; writes only for
+//!   compartment types, creates of Patient and deletes of Patient never; conditional
+//!   writes always get the patient criteria; update, patch and delete by id check the
+//!   stored resource first (`fetch_current`); bodies and JSON Patch results must stay in
+//!   the compartment. `_elements` lists are widened to keep the anchoring elements.
+//! * A resource belongs to a patient when its *primary* compartment references
+//!   (`subject`, `patient`, `beneficiary`, …; the id for Patient) all point at that patient
+//!   on this server ([`Policy::fhir_bases`]); secondary ones (performer, author) do not make
+//!   another patient's resource visible, and references that cannot be resolved (foreign
+//!   base, contained, logical, `urn:`) fail closed.
+//! * Granular v2 restrictions are honoured for token parameters (`category`, `code`,
+//!   `status`, …, see [`restriction::TOKEN_ELEMENTS`]); a search carries the restriction or
+//!   gets it added (same-parameter restrictions become one OR list), contradicting
+//!   searches are 403, every returned resource must match; scopes with restrictions the
+//!   gateway cannot prove are ignored (reported in [`ScopeSet::ignored`]).
+//! * Known limits: Binary and other non-compartment types (e.g. Device, which has a
+//!   `patient` element) are visible to `patient/` scopes that name them; Task is treated
+//!   as a member although R4 leaves it out; Provenance is only visible when its `target`
+//!   names the patient.
 
 mod authorize;
 mod body;

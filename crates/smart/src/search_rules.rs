@@ -66,7 +66,9 @@ pub(crate) fn confined_to_patient(
             confined |= !p.values.is_empty();
             continue;
         }
-        let typed_patient = p.modifier.as_deref() == Some("Patient");
+        // `patient` names a Patient on every type that defines it (Device, ...), members of
+        // the compartment or not.
+        let typed_patient = p.modifier.as_deref() == Some("Patient") || p.name == "patient";
         let comp_param = membership.and_then(|m| m.param(&p.name));
         if comp_param.is_none() && !typed_patient {
             // Any other parameter: a literal reference to another Patient is a conflict.
@@ -88,7 +90,7 @@ pub(crate) fn confined_to_patient(
             }
             continue;
         }
-        if p.modifier.is_some() && !typed_patient {
+        if p.modifier.as_deref().is_some_and(|m| m != "Patient") {
             return Err(DenyReason::new(
                 DenyKind::NotSupported,
                 format!(

@@ -175,8 +175,9 @@ fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
 /// just the same, counted in [`FilterOutcome::removed_match`], and `Bundle.total` is
 /// dropped because it would count them. Whenever anything was removed, an
 /// OperationOutcome entry (`search.mode = outcome`, code `suppressed`) is appended to a
-/// searchset. Outcome entries and entries without a resource (deletions in a history) are
-/// kept. A body that is not a Bundle is checked with [`verify_resource`].
+/// searchset. Outcome entries and entries without a resource in a history (deletions)
+/// are kept; resource-less entries of other Bundles are removed. A body that is not a
+/// Bundle is checked with [`verify_resource`].
 pub fn filter_searchset(
     check: &ResponseCheck,
     bundle: &mut Value,
@@ -186,6 +187,9 @@ pub fn filter_searchset(
         outcome.patients = verify_resource(check, bundle)?;
         return Ok(outcome);
     }
+    // History entries without a resource record deletions; in any other Bundle an entry
+    // without a resource carries nothing the check can vouch for (its fullUrl included).
+    let history = bundle.get("type").and_then(Value::as_str) == Some("history");
     let Some(list) = bundle.get_mut("entry").and_then(Value::as_array_mut) else {
         return Ok(outcome);
     };
@@ -195,7 +199,10 @@ pub fn filter_searchset(
             .and_then(|s| s.get("mode"))
             .and_then(Value::as_str);
         let Some(resource) = entry.get("resource") else {
-            return true;
+            if !history {
+                outcome.removed_match += 1;
+            }
+            return history;
         };
         if mode == Some("outcome") {
             return resource.get("resourceType").and_then(Value::as_str)

@@ -160,6 +160,17 @@ fn searchset_is_filtered_with_a_suppressed_outcome() {
 }
 
 #[test]
+fn searchset_entries_without_a_resource_are_dropped() {
+    let w = within("patient/*.rs", Some("p1"), "GET", "/Observation", &policy());
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+        entry(obs("o1", "p1"), "match"),
+        {"fullUrl": "https://gw.example/fhir/Observation/of-p2", "search": {"mode": "match"}}]});
+    let out = filter_searchset(&w.check, &mut bundle).unwrap_or_default();
+    assert_eq!(out.removed_match, 1);
+    assert!(!bundle.to_string().contains("of-p2"));
+}
+
+#[test]
 fn nothing_removed_means_nothing_added() {
     let w = within("patient/*.rs", Some("p1"), "GET", "/Observation", &policy());
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": 1,

@@ -163,9 +163,17 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         )));
     }
     let tx = conn.transaction()?;
-    for (version, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+    for (version, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", i64::try_from(version + 1).unwrap_or(0))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(version + 1).unwrap_or(0),
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -174,4 +182,36 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// The schema version recorded in a connection's file.
 pub fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_file_gets_current_schema_and_reopening_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.read(schema_version).unwrap(), SCHEMA_VERSION);
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.read(schema_version).unwrap(), SCHEMA_VERSION);
+        let mode: String = db
+            .read(|c| Ok(c.pragma_query_value(None, "journal_mode", |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_file_from_a_newer_fhirgate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = Db::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::NotSupported(_)), "{err}");
+    }
 }

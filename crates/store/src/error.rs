@@ -85,9 +85,7 @@ impl StoreError {
     pub fn issue_type(&self) -> IssueType {
         match self {
             StoreError::Invalid { code, .. } => *code,
-            StoreError::NotFound { .. } | StoreError::VersionNotFound { .. } => {
-                IssueType::NotFound
-            }
+            StoreError::NotFound { .. } | StoreError::VersionNotFound { .. } => IssueType::NotFound,
             StoreError::Gone { .. } => IssueType::Deleted,
             StoreError::PreconditionFailed(_) => IssueType::Conflict,
             StoreError::MultipleMatches(_) => IssueType::MultipleMatches,
@@ -106,8 +104,13 @@ impl StoreError {
             other => other.to_string(),
         };
         let mut outcome = fhir::OperationOutcome::error(self.issue_type(), diagnostics);
-        if let (StoreError::Invalid { expression: Some(e), .. }, Some(issue)) =
-            (self, outcome.issues.first_mut())
+        if let (
+            StoreError::Invalid {
+                expression: Some(e),
+                ..
+            },
+            Some(issue),
+        ) = (self, outcome.issues.first_mut())
         {
             issue.expression.push(e.clone());
         }

@@ -34,7 +34,11 @@ pub fn parse_range(s: &str) -> Option<(i64, i64)> {
         return Some(match (month, day) {
             (None, _) => (ms(date(year, 1, 1)?), ms(date(year + 1, 1, 1)?)),
             (Some(m), None) => {
-                let (ny, nm) = if m == 12 { (year + 1, 1) } else { (year, m + 1) };
+                let (ny, nm) = if m == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, m + 1)
+                };
                 (ms(date(year, m, 1)?), ms(date(ny, nm, 1)?))
             }
             (Some(m), Some(d)) => {

@@ -44,15 +44,64 @@ const VITALS: &[Measure] = &[
     ("8867-4", "Heart rate", "/min", 55.0, 100.0, 0),
     ("9279-1", "Respiratory rate", "/min", 12.0, 20.0, 0),
     ("8310-5", "Body temperature", "Cel", 36.1, 37.8, 1),
-    ("8480-6", "Systolic blood pressure", "mm[Hg]", 100.0, 150.0, 0),
-    ("8462-4", "Diastolic blood pressure", "mm[Hg]", 60.0, 95.0, 0),
+    (
+        "8480-6",
+        "Systolic blood pressure",
+        "mm[Hg]",
+        100.0,
+        150.0,
+        0,
+    ),
+    (
+        "8462-4",
+        "Diastolic blood pressure",
+        "mm[Hg]",
+        60.0,
+        95.0,
+        0,
+    ),
 ];
 const LABS: &[Measure] = &[
-    ("2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 70.0, 180.0, 0),
-    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.5, 9.0, 1),
-    ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", 0.6, 1.4, 2),
-    ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", 140.0, 260.0, 0),
-    ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 11.0, 17.0, 1),
+    (
+        "2339-0",
+        "Glucose [Mass/volume] in Blood",
+        "mg/dL",
+        70.0,
+        180.0,
+        0,
+    ),
+    (
+        "4548-4",
+        "Hemoglobin A1c/Hemoglobin.total in Blood",
+        "%",
+        4.5,
+        9.0,
+        1,
+    ),
+    (
+        "2160-0",
+        "Creatinine [Mass/volume] in Serum or Plasma",
+        "mg/dL",
+        0.6,
+        1.4,
+        2,
+    ),
+    (
+        "2093-3",
+        "Cholesterol [Mass/volume] in Serum or Plasma",
+        "mg/dL",
+        140.0,
+        260.0,
+        0,
+    ),
+    (
+        "718-7",
+        "Hemoglobin [Mass/volume] in Blood",
+        "g/dL",
+        11.0,
+        17.0,
+        1,
+    ),
 ];
 const CONDITIONS: &[(&str, &str)] = &[
     ("44054006", "Diabetes mellitus type 2"),
@@ -65,15 +114,24 @@ const CONDITIONS: &[(&str, &str)] = &[
     ("162864005", "Body mass index 30+ - obesity"),
 ];
 const MEDICATIONS: &[(&str, &str)] = &[
-    ("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"),
+    (
+        "860975",
+        "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
+    ),
     ("314076", "lisinopril 10 MG Oral Tablet"),
     ("617312", "atorvastatin 10 MG Oral Tablet"),
-    ("745679", "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler"),
+    (
+        "745679",
+        "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler",
+    ),
     ("308192", "Amoxicillin 500 MG Oral Tablet"),
 ];
 const VACCINES: &[(&str, &str)] = &[
     ("140", "Influenza, seasonal, injectable, preservative free"),
-    ("208", "SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, 30 mcg/0.3mL dose"),
+    (
+        "208",
+        "SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, 30 mcg/0.3mL dose",
+    ),
     ("113", "Td (adult) preservative free"),
     ("133", "Pneumococcal conjugate PCV 13"),
     ("43", "Hep B, adult"),
@@ -84,9 +142,54 @@ const ALLERGIES: &[(&str, &str, &str)] = &[
     ("418689008", "Allergy to grass pollen", "environment"),
     ("419474003", "Allergy to mould", "environment"),
 ];
-const GIVEN_F: &[&str] = &["Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Susan", "Jessica", "Sarah", "Karen", "Lisa", "Nancy", "Maria", "Aisha", "Mei", "Sofia"];
-const GIVEN_M: &[&str] = &["James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph", "Thomas", "Carlos", "Ahmed", "Wei", "Luca", "Daniel", "Kenji"];
-const FAMILY: &[&str] = &["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Nguyen", "Chen", "Okafor", "Schmidt"];
+const GIVEN_F: &[&str] = &[
+    "Mary",
+    "Patricia",
+    "Jennifer",
+    "Linda",
+    "Elizabeth",
+    "Susan",
+    "Jessica",
+    "Sarah",
+    "Karen",
+    "Lisa",
+    "Nancy",
+    "Maria",
+    "Aisha",
+    "Mei",
+    "Sofia",
+];
+const GIVEN_M: &[&str] = &[
+    "James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph", "Thomas",
+    "Carlos", "Ahmed", "Wei", "Luca", "Daniel", "Kenji",
+];
+const FAMILY: &[&str] = &[
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Nguyen",
+    "Chen",
+    "Okafor",
+    "Schmidt",
+];
 const CITIES: &[(&str, &str, &str)] = &[
     ("Boston", "MA", "02118"),
     ("Worcester", "MA", "01608"),
@@ -94,7 +197,16 @@ const CITIES: &[(&str, &str, &str)] = &[
     ("Cambridge", "MA", "02139"),
     ("Lowell", "MA", "01852"),
 ];
-const STREETS: &[&str] = &["Main St", "Elm St", "Oak Ave", "Maple Dr", "Cedar Ln", "Washington St", "Park Rd", "Pine St"];
+const STREETS: &[&str] = &[
+    "Main St",
+    "Elm St",
+    "Oak Ave",
+    "Maple Dr",
+    "Cedar Ln",
+    "Washington St",
+    "Park Rd",
+    "Pine St",
+];
 
 fn anchor_ms() -> i64 {
     fhirtime::parse_range("2024-06-01").map_or(0, |r| r.0)
@@ -136,45 +248,64 @@ impl GenerateSummary {
 }
 
 /// Generate resources, handing each to `sink` (ids already assigned).
-pub fn generate(opts: GenerateOptions, mut sink: impl FnMut(Value) -> Result<()>) -> Result<GenerateSummary> {
+pub fn generate(
+    opts: GenerateOptions,
+    mut sink: impl FnMut(Value) -> Result<()>,
+) -> Result<GenerateSummary> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut summary = GenerateSummary::default();
     let mut emit = |v: Value, summary: &mut GenerateSummary| -> Result<()> {
-        let t = v.get("resourceType").and_then(Value::as_str).unwrap_or("").to_owned();
+        let t = v
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         *summary.by_type.entry(t).or_default() += 1;
         sink(v)
     };
     for o in 0..ORGS {
         let (city, state, zip) = CITIES[o % CITIES.len()];
-        emit(json!({
-            "resourceType": "Organization", "id": format!("org-{o}"),
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": format!("19{:08}", o * 7919)}],
-            "active": true,
-            "type": [cc("http://terminology.hl7.org/CodeSystem/organization-type", "prov", "Healthcare Provider")],
-            "name": format!("{city} General Hospital"),
-            "telecom": [{"system": "phone", "value": format!("555-01{o:02}")}],
-            "address": [{"line": [format!("{} {}", 100 + o, STREETS[o % STREETS.len()])], "city": city, "state": state, "postalCode": zip, "country": "US"}]
-        }), &mut summary)?;
-        emit(json!({
-            "resourceType": "Location", "id": format!("loc-{o}"), "status": "active",
-            "name": format!("{city} General Hospital, main campus"),
-            "type": [cc("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "HOSP", "Hospital")],
-            "address": {"line": [format!("{} {}", 100 + o, STREETS[o % STREETS.len()])], "city": city, "state": state, "postalCode": zip, "country": "US"},
-            "managingOrganization": {"reference": format!("Organization/org-{o}")}
-        }), &mut summary)?;
+        emit(
+            json!({
+                "resourceType": "Organization", "id": format!("org-{o}"),
+                "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": format!("19{:08}", o * 7919)}],
+                "active": true,
+                "type": [cc("http://terminology.hl7.org/CodeSystem/organization-type", "prov", "Healthcare Provider")],
+                "name": format!("{city} General Hospital"),
+                "telecom": [{"system": "phone", "value": format!("555-01{o:02}")}],
+                "address": [{"line": [format!("{} {}", 100 + o, STREETS[o % STREETS.len()])], "city": city, "state": state, "postalCode": zip, "country": "US"}]
+            }),
+            &mut summary,
+        )?;
+        emit(
+            json!({
+                "resourceType": "Location", "id": format!("loc-{o}"), "status": "active",
+                "name": format!("{city} General Hospital, main campus"),
+                "type": [cc("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "HOSP", "Hospital")],
+                "address": {"line": [format!("{} {}", 100 + o, STREETS[o % STREETS.len()])], "city": city, "state": state, "postalCode": zip, "country": "US"},
+                "managingOrganization": {"reference": format!("Organization/org-{o}")}
+            }),
+            &mut summary,
+        )?;
     }
     for p in 0..PRACTITIONERS {
         let female = p % 2 == 0;
-        let given = if female { GIVEN_F } else { GIVEN_M }.choose(&mut rng).copied().unwrap_or("Alex");
+        let given = if female { GIVEN_F } else { GIVEN_M }
+            .choose(&mut rng)
+            .copied()
+            .unwrap_or("Alex");
         let family = FAMILY.choose(&mut rng).copied().unwrap_or("Doe");
-        emit(json!({
-            "resourceType": "Practitioner", "id": format!("pract-{p}"),
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": format!("99{:08}", p * 104_729)}],
-            "active": true,
-            "name": [{"family": family, "given": [given], "prefix": ["Dr."]}],
-            "gender": if female { "female" } else { "male" },
-            "telecom": [{"system": "email", "value": format!("{}.{}@example.org", given.to_lowercase(), family.to_lowercase())}]
-        }), &mut summary)?;
+        emit(
+            json!({
+                "resourceType": "Practitioner", "id": format!("pract-{p}"),
+                "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": format!("99{:08}", p * 104_729)}],
+                "active": true,
+                "name": [{"family": family, "given": [given], "prefix": ["Dr."]}],
+                "gender": if female { "female" } else { "male" },
+                "telecom": [{"system": "email", "value": format!("{}.{}@example.org", given.to_lowercase(), family.to_lowercase())}]
+            }),
+            &mut summary,
+        )?;
     }
     let anchor = anchor_ms();
     for n in 0..opts.patients {
@@ -183,11 +314,19 @@ pub fn generate(opts: GenerateOptions, mut sink: impl FnMut(Value) -> Result<()>
     Ok(summary)
 }
 
-fn patient(rng: &mut StdRng, n: usize, anchor: i64, emit: &mut dyn FnMut(Value) -> Result<()>) -> Result<()> {
+fn patient(
+    rng: &mut StdRng,
+    n: usize,
+    anchor: i64,
+    emit: &mut dyn FnMut(Value) -> Result<()>,
+) -> Result<()> {
     let pid = format!("pat-{n}");
     let subject = json!({"reference": format!("Patient/{pid}")});
     let female = rng.random_bool(0.5);
-    let given = if female { GIVEN_F } else { GIVEN_M }.choose(rng).copied().unwrap_or("Alex");
+    let given = if female { GIVEN_F } else { GIVEN_M }
+        .choose(rng)
+        .copied()
+        .unwrap_or("Alex");
     let family = FAMILY.choose(rng).copied().unwrap_or("Doe");
     let (city, state, zip) = *CITIES.choose(rng).unwrap_or(&CITIES[0]);
     let org = rng.random_range(0..ORGS);
@@ -231,7 +370,8 @@ fn patient(rng: &mut StdRng, n: usize, anchor: i64, emit: &mut dyn FnMut(Value) 
 
     let n_enc = rng.random_range(3..=7);
     for e in 0..n_enc {
-        let start = anchor - day_ms(rng.random_range(1..1500)) + rng.random_range(8..17) * 3_600_000;
+        let start =
+            anchor - day_ms(rng.random_range(1..1500)) + rng.random_range(8..17) * 3_600_000;
         let end = start + rng.random_range(1..4) * 1_800_000;
         let eid = format!("enc-{n}-{e}");
         let pract = format!("Practitioner/pract-{}", rng.random_range(0..PRACTITIONERS));
@@ -245,7 +385,11 @@ fn patient(rng: &mut StdRng, n: usize, anchor: i64, emit: &mut dyn FnMut(Value) 
             "location": [{"location": {"reference": format!("Location/loc-{org}")}}],
             "serviceProvider": {"reference": format!("Organization/org-{org}")}
         }))?;
-        let mut obs = |i: usize, m: &Measure, category: (&str, &str), rng: &mut StdRng| -> Result<()> {
+        let mut obs = |i: usize,
+                       m: &Measure,
+                       category: (&str, &str),
+                       rng: &mut StdRng|
+         -> Result<()> {
             let (code, display, unit, lo, hi, dec) = *m;
             let value = round(rng.random_range(lo..hi), dec);
             emit(json!({
@@ -326,7 +470,11 @@ const CHUNK: usize = 2000;
 
 /// Generate straight into a store (each resource stored with its generated id).
 /// `progress` is called with the running count after each committed chunk.
-pub fn generate_into(store: &Store, opts: GenerateOptions, progress: &mut dyn FnMut(usize)) -> Result<GenerateSummary> {
+pub fn generate_into(
+    store: &Store,
+    opts: GenerateOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<GenerateSummary> {
     let mut pending = Vec::with_capacity(CHUNK);
     let mut written = 0usize;
     let mut flush = |pending: &mut Vec<Value>, written: &mut usize| -> Result<()> {
@@ -357,11 +505,17 @@ pub fn generate_ndjson(dir: &std::path::Path, opts: GenerateOptions) -> Result<G
     std::fs::create_dir_all(dir)?;
     let mut files: BTreeMap<String, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
     let summary = generate(opts, |v| {
-        let t = v.get("resourceType").and_then(Value::as_str).unwrap_or("Unknown").to_owned();
+        let t = v
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown")
+            .to_owned();
         let f = match files.get_mut(&t) {
             Some(f) => f,
             None => {
-                let f = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{t}.ndjson")))?);
+                let f = std::io::BufWriter::new(std::fs::File::create(
+                    dir.join(format!("{t}.ndjson")),
+                )?);
                 files.entry(t).or_insert(f)
             }
         };

@@ -34,7 +34,13 @@ pub struct ImportIssue {
 
 impl std::fmt::Display for ImportIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.file.display(), self.position, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.file.display(),
+            self.position,
+            self.message
+        )
     }
 }
 
@@ -73,7 +79,10 @@ fn put_one(conn: &Connection, v: Value) -> Result<String> {
         .ok_or_else(|| StoreError::invalid("resourceType is missing", Some("resourceType")))?
         .to_owned();
     ops::resource_type(&rtype).map_err(|_| {
-        StoreError::invalid(format!("unknown resourceType '{rtype}'"), Some("resourceType"))
+        StoreError::invalid(
+            format!("unknown resourceType '{rtype}'"),
+            Some("resourceType"),
+        )
     })?;
     match v.get("id").and_then(Value::as_str).map(str::to_owned) {
         Some(id) => {
@@ -123,10 +132,18 @@ pub fn import_paths(
     let mut report = ImportReport::default();
     let total = files.len();
     for (i, file) in files.iter().enumerate() {
-        let ndjson = matches!(file.extension().and_then(|e| e.to_str()), Some("ndjson" | "jsonl"));
+        let ndjson = matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("ndjson" | "jsonl")
+        );
         let result = if ndjson {
             import_ndjson(store, file, &mut report, &mut |r| {
-                progress(&ImportProgress { file, files_done: i, files_total: total, resources: r })
+                progress(&ImportProgress {
+                    file,
+                    files_done: i,
+                    files_total: total,
+                    resources: r,
+                })
             })
         } else {
             import_json_file(store, file, &mut report)
@@ -223,22 +240,37 @@ fn import_json_file(store: &Store, file: &Path, report: &mut ImportReport) -> Re
 /// Import one parsed JSON document (a Bundle or a single resource).
 pub fn import_value(store: &Store, file: &Path, v: Value, report: &mut ImportReport) -> Result<()> {
     let is_bundle = v.get("resourceType").and_then(Value::as_str) == Some("Bundle");
-    let kind = v.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = v
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     if is_bundle && (kind == "transaction" || kind == "batch") {
         let types: Vec<Option<String>> = v
             .get("entry")
             .and_then(Value::as_array)
             .map(|es| {
                 es.iter()
-                    .map(|e| e.pointer("/resource/resourceType").and_then(Value::as_str).map(str::to_owned))
+                    .map(|e| {
+                        e.pointer("/resource/resourceType")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
                     .collect()
             })
             .unwrap_or_default();
         match bundle::process(store, &v, "", Return::Minimal) {
             Ok(resp) => {
-                let entries = resp.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+                let entries = resp
+                    .get("entry")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for (i, e) in entries.iter().enumerate() {
-                    let status = e.pointer("/response/status").and_then(Value::as_str).unwrap_or("");
+                    let status = e
+                        .pointer("/response/status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     if status.starts_with('2') {
                         if let Some(Some(t)) = types.get(i) {
                             count(report, t.clone());
@@ -262,7 +294,11 @@ pub fn import_value(store: &Store, file: &Path, v: Value, report: &mut ImportRep
                     .strip_prefix("Bundle.")
                     .and_then(|m| m.split_once(':'))
                     .map_or_else(|| "bundle".to_owned(), |(p, _)| p.to_owned());
-                report.errors.push(ImportIssue { file: file.to_owned(), position, message: msg });
+                report.errors.push(ImportIssue {
+                    file: file.to_owned(),
+                    position,
+                    message: msg,
+                });
             }
         }
         return Ok(());
@@ -273,7 +309,10 @@ pub fn import_value(store: &Store, file: &Path, v: Value, report: &mut ImportRep
             .map(|es| {
                 es.iter()
                     .enumerate()
-                    .filter_map(|(i, e)| e.get("resource").map(|r| (format!("entry[{i}]"), r.clone())))
+                    .filter_map(|(i, e)| {
+                        e.get("resource")
+                            .map(|r| (format!("entry[{i}]"), r.clone()))
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -282,7 +321,10 @@ pub fn import_value(store: &Store, file: &Path, v: Value, report: &mut ImportRep
     };
     for chunk in resources.chunks(CHUNK) {
         let outcomes = store.write(|c| {
-            Ok(chunk.iter().map(|(pos, r)| (pos.clone(), put_one(c, r.clone()))).collect::<Vec<_>>())
+            Ok(chunk
+                .iter()
+                .map(|(pos, r)| (pos.clone(), put_one(c, r.clone())))
+                .collect::<Vec<_>>())
         })?;
         for (pos, r) in outcomes {
             match r {

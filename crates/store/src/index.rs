@@ -100,7 +100,13 @@ pub fn extract(rtype: &str, resource: &Value) -> IndexRows {
     rows
 }
 
-fn add_value(rows: &mut IndexRows, code: &'static str, kind: ParamKind, path: &IndexPath, v: &Value) {
+fn add_value(
+    rows: &mut IndexRows,
+    code: &'static str,
+    kind: ParamKind,
+    path: &IndexPath,
+    v: &Value,
+) {
     match kind {
         ParamKind::String => {
             let mut push = |s: &str| {
@@ -111,12 +117,23 @@ fn add_value(rows: &mut IndexRows, code: &'static str, kind: ParamKind, path: &I
             match path.element {
                 ElementKind::HumanName | ElementKind::Address => {
                     for key in [
-                        "text", "family", "given", "prefix", "suffix", "line", "city",
-                        "district", "state", "postalCode", "country",
+                        "text",
+                        "family",
+                        "given",
+                        "prefix",
+                        "suffix",
+                        "line",
+                        "city",
+                        "district",
+                        "state",
+                        "postalCode",
+                        "country",
                     ] {
                         match v.get(key) {
                             Some(Value::String(s)) => push(s),
-                            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).for_each(&mut push),
+                            Some(Value::Array(a)) => {
+                                a.iter().filter_map(Value::as_str).for_each(&mut push)
+                            }
                             _ => {}
                         }
                     }
@@ -141,7 +158,8 @@ fn add_value(rows: &mut IndexRows, code: &'static str, kind: ParamKind, path: &I
         ParamKind::Token | ParamKind::Uri => {
             let mut push = |system: Option<&str>, value: Option<&str>| {
                 if let Some(value) = value.filter(|s| !s.is_empty()) {
-                    rows.tokens.push((code, system.unwrap_or("").to_owned(), value.to_owned()));
+                    rows.tokens
+                        .push((code, system.unwrap_or("").to_owned(), value.to_owned()));
                 }
             };
             match path.element {
@@ -167,8 +185,12 @@ fn add_value(rows: &mut IndexRows, code: &'static str, kind: ParamKind, path: &I
             let mut push = |lo: i64, hi: i64| rows.dates.push((code, lo, hi));
             match path.element {
                 ElementKind::Period => {
-                    let lo = str_of(v, "start").and_then(fhirtime::parse_range).map(|r| r.0);
-                    let hi = str_of(v, "end").and_then(fhirtime::parse_range).map(|r| r.1);
+                    let lo = str_of(v, "start")
+                        .and_then(fhirtime::parse_range)
+                        .map(|r| r.0);
+                    let hi = str_of(v, "end")
+                        .and_then(fhirtime::parse_range)
+                        .map(|r| r.1);
                     if lo.is_some() || hi.is_some() {
                         push(lo.unwrap_or(MIN_MS), hi.unwrap_or(MAX_MS));
                     }
@@ -200,10 +222,12 @@ fn add_value(rows: &mut IndexRows, code: &'static str, kind: ParamKind, path: &I
                     if path.ref_type.is_some_and(|want| want != t) {
                         return;
                     }
-                    rows.refs.push((code, t.to_owned(), id.to_owned(), reference.to_owned()));
+                    rows.refs
+                        .push((code, t.to_owned(), id.to_owned(), reference.to_owned()));
                 }
                 None if path.ref_type.is_none() => {
-                    rows.refs.push((code, String::new(), String::new(), reference.to_owned()));
+                    rows.refs
+                        .push((code, String::new(), String::new(), reference.to_owned()));
                 }
                 None => {}
             }
@@ -216,7 +240,9 @@ fn add_value(rows: &mut IndexRows, code: &'static str, kind: ParamKind, path: &I
         ParamKind::Quantity => {
             if let Some(n) = v.get("value").and_then(Value::as_f64) {
                 let system = str_of(v, "system").unwrap_or("").to_owned();
-                let unit = str_of(v, "code").or_else(|| str_of(v, "unit")).unwrap_or("");
+                let unit = str_of(v, "code")
+                    .or_else(|| str_of(v, "unit"))
+                    .unwrap_or("");
                 rows.numbers.push((code, n, system, unit.to_owned()));
             }
         }
@@ -263,7 +289,13 @@ pub fn write(conn: &Connection, rid: i64, rtype: &str, rows: &IndexRows) -> Resu
 
 /// Remove every index row of resource `rid` (on delete, and before re-indexing).
 pub fn delete(conn: &Connection, rid: i64) -> Result<()> {
-    for table in ["idx_string", "idx_token", "idx_date", "idx_ref", "idx_number"] {
+    for table in [
+        "idx_string",
+        "idx_token",
+        "idx_date",
+        "idx_ref",
+        "idx_number",
+    ] {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE rid = ?1"))?
             .execute([rid])?;
     }
@@ -287,11 +319,29 @@ mod tests {
             "valueQuantity": {"value": 5.4, "system": "http://unitsofmeasure.org", "code": "mmol/L"}
         });
         let rows = extract("Observation", &obs);
-        assert!(rows.tokens.contains(&("category", "http://terminology.hl7.org/CodeSystem/observation-category".into(), "laboratory".into())));
-        assert!(rows.refs.contains(&("patient", "Patient".into(), "p1".into(), "Patient/p1".into())));
-        assert!(rows.refs.contains(&("subject", "Patient".into(), "p1".into(), "Patient/p1".into())));
+        assert!(rows.tokens.contains(&(
+            "category",
+            "http://terminology.hl7.org/CodeSystem/observation-category".into(),
+            "laboratory".into()
+        )));
+        assert!(rows.refs.contains(&(
+            "patient",
+            "Patient".into(),
+            "p1".into(),
+            "Patient/p1".into()
+        )));
+        assert!(rows.refs.contains(&(
+            "subject",
+            "Patient".into(),
+            "p1".into(),
+            "Patient/p1".into()
+        )));
         assert!(rows.dates.iter().any(|d| d.0 == "date"));
-        assert!(rows.numbers.iter().any(|n| n.0 == "value-quantity" && n.1 == 5.4 && n.3 == "mmol/L"));
+        assert!(
+            rows.numbers
+                .iter()
+                .any(|n| n.0 == "value-quantity" && n.1 == 5.4 && n.3 == "mmol/L")
+        );
     }
 
     #[test]
@@ -299,15 +349,28 @@ mod tests {
         let p = json!({"resourceType": "Patient", "telecom": [
             {"system": "phone", "value": "555-1234"}, {"system": "email", "value": "a@b.c"}]});
         let rows = extract("Patient", &p);
-        assert!(rows.tokens.contains(&("phone", String::new(), "555-1234".into())));
-        assert!(rows.tokens.contains(&("email", String::new(), "a@b.c".into())));
-        assert!(!rows.tokens.contains(&("email", String::new(), "555-1234".into())));
+        assert!(
+            rows.tokens
+                .contains(&("phone", String::new(), "555-1234".into()))
+        );
+        assert!(
+            rows.tokens
+                .contains(&("email", String::new(), "a@b.c".into()))
+        );
+        assert!(
+            !rows
+                .tokens
+                .contains(&("email", String::new(), "555-1234".into()))
+        );
     }
 
     #[test]
     fn references_split_into_type_and_id() {
         assert_eq!(split_reference("Patient/1"), Some(("Patient", "1")));
-        assert_eq!(split_reference("http://x/fhir/Patient/1/_history/3"), Some(("Patient", "1")));
+        assert_eq!(
+            split_reference("http://x/fhir/Patient/1/_history/3"),
+            Some(("Patient", "1"))
+        );
         assert_eq!(split_reference("urn:uuid:abc"), None);
     }
 }

@@ -72,10 +72,15 @@ pub fn resource_type(name: &str) -> Result<ResourceType> {
 /// Check a resource body against the URL it was sent to. `url_id` is `Some` for update.
 pub fn validate(url_type: &str, url_id: Option<&str>, resource: &Value) -> Result<()> {
     let Some(obj) = resource.as_object() else {
-        return Err(StoreError::structure("the body must be a JSON object (a FHIR resource)"));
+        return Err(StoreError::structure(
+            "the body must be a JSON object (a FHIR resource)",
+        ));
     };
     let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
-        return Err(StoreError::invalid("resourceType is missing", Some("resourceType")));
+        return Err(StoreError::invalid(
+            "resourceType is missing",
+            Some("resourceType"),
+        ));
     };
     if ResourceType::from_name(rt).is_none() {
         return Err(StoreError::invalid(
@@ -109,7 +114,10 @@ pub fn validate(url_type: &str, url_id: Option<&str>, resource: &Value) -> Resul
             ));
         }
         (Some(v), _) if !v.is_string() => {
-            return Err(StoreError::invalid("id must be a string", Some(&format!("{rt}.id"))));
+            return Err(StoreError::invalid(
+                "id must be a string",
+                Some(&format!("{rt}.id")),
+            ));
         }
         _ => {}
     }
@@ -250,7 +258,14 @@ fn write_version(
              RETURNING rid",
         )?
         .query_row(
-            params![rtype, id, version, now, body.is_none(), body.as_deref().unwrap_or("")],
+            params![
+                rtype,
+                id,
+                version,
+                now,
+                body.is_none(),
+                body.as_deref().unwrap_or("")
+            ],
             |r| r.get(0),
         )?;
     conn.prepare_cached(
@@ -278,7 +293,12 @@ pub fn new_id() -> String {
 
 /// `POST [type]`: the body's id is ignored (FHIR) unless `id` is given by the caller (bundle
 /// entries whose `urn:uuid` was already mapped, and the importer).
-pub fn create(conn: &Connection, rtype: &str, resource: Value, id: Option<String>) -> Result<Stored> {
+pub fn create(
+    conn: &Connection,
+    rtype: &str,
+    resource: Value,
+    id: Option<String>,
+) -> Result<Stored> {
     validate(rtype, None, &resource)?;
     let id = id.unwrap_or_else(new_id);
     let version = match current(conn, rtype, &id)? {
@@ -350,17 +370,34 @@ pub fn patch(
         expression: None,
     })?;
     validate(rtype, Some(id), &doc)?;
-    write_version(conn, rtype, id, existing.version + 1, Some(doc), Method::Patch)
+    write_version(
+        conn,
+        rtype,
+        id,
+        existing.version + 1,
+        Some(doc),
+        Method::Patch,
+    )
 }
 
 /// `DELETE [type]/[id]`: idempotent; returns the deletion version when something was deleted.
-pub fn delete(conn: &Connection, rtype: &str, id: &str, if_match: Option<i64>) -> Result<Option<Stored>> {
+pub fn delete(
+    conn: &Connection,
+    rtype: &str,
+    id: &str,
+    if_match: Option<i64>,
+) -> Result<Option<Stored>> {
     let existing = current(conn, rtype, id)?;
     check_if_match(rtype, id, existing.as_ref(), if_match)?;
     match existing {
-        Some(e) if !e.is_deleted() => {
-            Ok(Some(write_version(conn, rtype, id, e.version + 1, None, Method::Delete)?))
-        }
+        Some(e) if !e.is_deleted() => Ok(Some(write_version(
+            conn,
+            rtype,
+            id,
+            e.version + 1,
+            None,
+            Method::Delete,
+        )?)),
         _ => Ok(None),
     }
 }

@@ -127,7 +127,11 @@ impl Canned {
                 chunk: 64 * 1024,
                 pause: None,
             },
-            ..Canned::raw(StatusCode::OK, Some("application/octet-stream"), Bytes::new())
+            ..Canned::raw(
+                StatusCode::OK,
+                Some("application/octet-stream"),
+                Bytes::new(),
+            )
         }
     }
 
@@ -173,6 +177,7 @@ pub struct RecordedRequest {
 #[derive(Default)]
 struct State {
     hits: AtomicUsize,
+    connections: AtomicUsize,
     bytes_streamed: AtomicU64,
     arrived: Notify,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -198,6 +203,7 @@ impl MockUpstream {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = Arc::clone(&accept_state);
+                state.connections.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let state = Arc::clone(&state);
@@ -233,6 +239,11 @@ impl MockUpstream {
     /// Number of requests received.
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (to check that the gateway reuses them).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Bytes of generated bodies handed to the socket so far.
@@ -372,27 +383,24 @@ fn default_answer(path: &str) -> Canned {
 
 fn generated(state: Arc<State>, total: u64, chunk: usize, pause: Option<(u64, Gate)>) -> MockBody {
     let piece = Bytes::from(vec![b'x'; chunk.max(1)]);
-    let stream = futures_util::stream::unfold(
-        (0u64, pause),
-        move |(sent, mut pause)| {
-            let piece = piece.clone();
-            let state = Arc::clone(&state);
-            async move {
-                if sent >= total {
-                    return None;
-                }
-                if let Some((after, gate)) = &pause {
-                    if sent >= *after {
-                        gate.wait().await;
-                        pause = None;
-                    }
-                }
-                let n = (total - sent).min(piece.len() as u64);
-                let data = piece.slice(..n as usize);
-                state.bytes_streamed.fetch_add(n, Ordering::SeqCst);
-                Some((Ok::<_, Infallible>(Frame::data(data)), (sent + n, pause)))
+    let stream = futures_util::stream::unfold((0u64, pause), move |(sent, mut pause)| {
+        let piece = piece.clone();
+        let state = Arc::clone(&state);
+        async move {
+            if sent >= total {
+                return None;
             }
-        },
-    );
+            if let Some((after, gate)) = &pause
+                && sent >= *after
+            {
+                gate.wait().await;
+                pause = None;
+            }
+            let n = (total - sent).min(piece.len() as u64);
+            let data = piece.slice(..n as usize);
+            state.bytes_streamed.fetch_add(n, Ordering::SeqCst);
+            Some((Ok::<_, Infallible>(Frame::data(data)), (sent + n, pause)))
+        }
+    });
     StreamBody::new(stream).boxed()
 }

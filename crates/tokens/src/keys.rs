@@ -30,6 +30,15 @@ struct Snapshot {
     fresh_until: Duration,
 }
 
+/// Why keys are being fetched; the rate limits differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// No keys yet, or the snapshot is past its freshness.
+    Load,
+    /// A token named a `kid` we do not have.
+    UnknownKid,
+}
+
 /// What a refetch attempt amounted to.
 enum Attempt {
     /// A fetch finished (by us or by whoever held the lock); `ok` says whether it worked.
@@ -51,6 +60,8 @@ pub(crate) struct KeyStore {
     generation: AtomicU64,
     /// Clock time (ms since epoch) of the last attempt; 0 = never.
     last_attempt_ms: AtomicU64,
+    /// Clock time (ms) of the last refetch caused by an unknown `kid`; 0 = never.
+    last_kid_refetch_ms: AtomicU64,
     last_ok: AtomicBool,
     fetches: AtomicU64,
 }
@@ -65,6 +76,7 @@ impl KeyStore {
             refresh: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             last_attempt_ms: AtomicU64::new(0),
+            last_kid_refetch_ms: AtomicU64::new(0),
             last_ok: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
         }
@@ -83,7 +95,7 @@ impl KeyStore {
                 if self.clock.now() >= s.fresh_until {
                     // Stale keys still verify while one request refreshes in the background of
                     // its own call; nobody queues behind it.
-                    if let Attempt::Done { ok: true } = self.refetch(seen, false).await {
+                    if let Attempt::Done { ok: true } = self.refetch(seen, Trigger::Load, false).await {
                         self.current.load_full().unwrap_or(s)
                     } else {
                         s
@@ -92,7 +104,7 @@ impl KeyStore {
                     s
                 }
             }
-            None => match self.refetch(seen, true).await {
+            None => match self.refetch(seen, Trigger::Load, true).await {
                 Attempt::Done { ok: true } | Attempt::RateLimited { last_ok: true, .. } => {
                     self.current.load_full().ok_or_else(|| self.unavailable())?
                 }
@@ -105,7 +117,7 @@ impl KeyStore {
             Selection::Mismatch => return Err(Reason::KeyMismatch.into()),
             Selection::UnknownKid => {}
         }
-        match self.refetch(seen, true).await {
+        match self.refetch(seen, Trigger::UnknownKid, true).await {
             Attempt::Done { ok: true } | Attempt::RateLimited { last_ok: true, .. } => {
                 let snap = self.current.load_full().ok_or_else(|| self.unavailable())?;
                 match snap.keys.select(kid, alg) {
@@ -125,7 +137,12 @@ impl KeyStore {
 
     /// Single-flight, rate-limited fetch. `seen` is the generation the caller observed before
     /// deciding it needs fresh keys: if it moved while we waited, that fetch answers us too.
-    async fn refetch(&self, seen: u64, wait: bool) -> Attempt {
+    ///
+    /// Any attempt blocks further `Load` attempts for one interval, and a failed attempt
+    /// blocks everything for one interval (a down IdP is not hammered). Unknown-kid
+    /// refetches are limited to one per interval on their own clock, so a key rotated in
+    /// right after a scheduled fetch is still found at once.
+    async fn refetch(&self, seen: u64, trigger: Trigger, wait: bool) -> Attempt {
         let mut guard = if wait {
             self.refresh.lock().await
         } else {
@@ -138,13 +155,19 @@ impl KeyStore {
             return Attempt::Done { ok: self.last_ok.load(Ordering::SeqCst) };
         }
         let now = self.clock.now();
-        let last = Duration::from_millis(self.last_attempt_ms.load(Ordering::SeqCst));
-        let next_allowed = last + self.settings.jwks_refetch_interval;
-        if !last.is_zero() && now < next_allowed {
-            return Attempt::RateLimited {
-                last_ok: self.last_ok.load(Ordering::SeqCst),
-                retry_after: next_allowed - now,
-            };
+        let interval = self.settings.jwks_refetch_interval;
+        let after = |ms: &AtomicU64| match ms.load(Ordering::SeqCst) {
+            0 => Duration::ZERO,
+            ms => Duration::from_millis(ms) + interval,
+        };
+        let last_ok = self.last_ok.load(Ordering::SeqCst);
+        let next_allowed = match (trigger, last_ok) {
+            (Trigger::UnknownKid, true) => after(&self.last_kid_refetch_ms),
+            (Trigger::UnknownKid, false) => after(&self.last_kid_refetch_ms).max(after(&self.last_attempt_ms)),
+            (Trigger::Load, _) => after(&self.last_attempt_ms),
+        };
+        if now < next_allowed {
+            return Attempt::RateLimited { last_ok, retry_after: next_allowed - now };
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch_keys(&mut guard).await;
@@ -165,6 +188,9 @@ impl KeyStore {
         };
         let ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX).max(1);
         self.last_attempt_ms.store(ms, Ordering::SeqCst);
+        if trigger == Trigger::UnknownKid {
+            self.last_kid_refetch_ms.store(ms, Ordering::SeqCst);
+        }
         self.last_ok.store(ok, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         Attempt::Done { ok }

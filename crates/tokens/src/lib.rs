@@ -20,6 +20,8 @@ mod clock;
 mod config;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod introspect;
 mod json;
 pub mod jwks;

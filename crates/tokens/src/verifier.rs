@@ -42,6 +42,8 @@ struct CachedPrincipal {
     principal: Arc<Principal>,
     /// Clock time after which the entry must be re-verified.
     valid_until: Duration,
+    /// Clock time after which the token itself is expired (`exp` + skew).
+    expired_after: Duration,
 }
 
 struct Inner {
@@ -116,6 +118,10 @@ impl Verifier {
                 return Ok(hit.principal);
             }
             self.inner.cache.invalidate(&key);
+            // Fully verified once; the only thing that can have changed is the time.
+            if now > hit.expired_after {
+                return Err(Reason::Expired.into());
+            }
         }
         match shape {
             Shape::Opaque => {
@@ -131,7 +137,8 @@ impl Verifier {
                 let s = &state.settings;
                 let until_exp = Duration::from_secs(p.expires_at.saturating_add(s.clock_skew.as_secs()));
                 let valid_until = until_exp.min(now + s.token_cache_ttl);
-                self.inner.cache.insert(key, CachedPrincipal { principal: p.clone(), valid_until });
+                let entry = CachedPrincipal { principal: p.clone(), valid_until, expired_after: until_exp };
+                self.inner.cache.insert(key, entry);
                 Ok(p)
             }
         }

@@ -31,13 +31,19 @@ async fn untouched_chain_verifies() {
 async fn an_edited_record_is_detected_at_the_next_line() {
     let (dir, file) = ten_records().await;
     let mut lines = read_lines(&file);
-    lines[4] = lines[4].replace("\"p1\"", "\"p2\"").replace("Patient/p1", "Patient/p2");
+    lines[4] = lines[4]
+        .replace("\"p1\"", "\"p2\"")
+        .replace("Patient/p1", "Patient/p2");
     write_lines(&file, &lines);
     let report = verify(&[dir.path().to_path_buf()]).unwrap();
     let b = report.first_break().unwrap();
     assert_eq!(b.kind, BreakKind::HashMismatch { seq: 6 });
     assert_eq!(b.at.line, 6);
-    assert_eq!(b.previous.as_ref().unwrap().line, 5, "names the edited record");
+    assert_eq!(
+        b.previous.as_ref().unwrap().line,
+        5,
+        "names the edited record"
+    );
     assert_eq!(report.break_count, 1);
     assert!(b.to_string().contains("altered"), "{b}");
 }
@@ -82,11 +88,10 @@ async fn a_missing_file_in_the_middle_is_detected() {
     let f = files(dir.path());
     assert!(f.len() >= 3, "{f:?}");
     assert!(verify(&[dir.path().to_path_buf()]).unwrap().is_intact());
-    let first_of_third = fhirgate_audit::files::LogFileName::parse(
-        f[2].file_name().unwrap().to_str().unwrap(),
-    )
-    .unwrap()
-    .first_seq;
+    let first_of_third =
+        fhirgate_audit::files::LogFileName::parse(f[2].file_name().unwrap().to_str().unwrap())
+            .unwrap()
+            .first_seq;
     std::fs::remove_file(&f[1]).unwrap();
     let report = verify(&[dir.path().to_path_buf()]).unwrap();
     let b = report.first_break().unwrap();

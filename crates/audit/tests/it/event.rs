@@ -45,7 +45,11 @@ fn every_interaction_kind_has_the_balp_action_and_lists_its_patients() {
             None => assert!(v.get("subtype").is_none()),
         }
         // Patients listed once each, in order, as Patient entities.
-        assert_eq!(e.patients().collect::<Vec<_>>(), ["p1", "p2"], "{interaction:?}");
+        assert_eq!(
+            e.patients().collect::<Vec<_>>(),
+            ["p1", "p2"],
+            "{interaction:?}"
+        );
         let patient_entities: Vec<&Value> = v["entity"]
             .as_array()
             .unwrap()
@@ -92,7 +96,10 @@ fn agents_source_and_identifiers_follow_balp() {
         .iter()
         .find(|en| en["role"]["code"] == "24")
         .unwrap();
-    assert_eq!(q["query"], "cGF0aWVudD1wOSZjb2RlPWh0dHA6Ly9sb2luYy5vcmd8MTIzNC01");
+    assert_eq!(
+        q["query"],
+        "cGF0aWVudD1wOSZjb2RlPWh0dHA6Ly9sb2luYy5vcmd8MTIzNC01"
+    );
     assert_eq!(
         q["description"],
         "GET Observation?patient=p9&code=http://loinc.org|1234-5"
@@ -122,7 +129,10 @@ fn refused_and_anonymous_requests_are_recorded_as_failures() {
     i.outcome = Outcome::new(401).with_issue("login", "no bearer token");
     let e = AuditEvent::from_input(&i, "gw");
     assert_eq!(e.outcome, Some(OutcomeCode::MinorFailure));
-    assert_eq!(e.outcome_desc.as_deref(), Some("401 login: no bearer token"));
+    assert_eq!(
+        e.outcome_desc.as_deref(),
+        Some("401 login: no bearer token")
+    );
     assert_eq!(e.user(), None);
     assert_eq!(e.client_id(), None);
     assert_eq!(e.resource(), Some("Patient/p1"));
@@ -131,7 +141,8 @@ fn refused_and_anonymous_requests_are_recorded_as_failures() {
     assert!(e.agent[0].requestor);
 
     let mut forbidden = input(2, Interaction::Read, &[]);
-    forbidden.outcome = Outcome::new(403).with_issue("forbidden", "patient p2 is outside the launch context");
+    forbidden.outcome =
+        Outcome::new(403).with_issue("forbidden", "patient p2 is outside the launch context");
     let e = AuditEvent::from_input(&forbidden, "gw");
     assert_eq!(e.outcome, Some(OutcomeCode::MinorFailure));
     assert_eq!(e.patients().count(), 0);
@@ -162,5 +173,8 @@ fn operations_and_instance_requests_name_what_was_asked() {
         .find(|en| en["type"]["code"] == "XrequestId")
         .unwrap();
     assert_eq!(req["what"]["identifier"]["value"], "req-1");
-    assert_eq!(req["detail"][0]["valueString"], "GET Patient/p1/$everything");
+    assert_eq!(
+        req["detail"][0]["valueString"],
+        "GET Patient/p1/$everything"
+    );
 }

@@ -11,11 +11,15 @@ use crate::support::{config, input, t0};
 async fn search_filters_by_patient_time_and_client() {
     let dir = tempfile::tempdir().unwrap();
     let sink = AuditSink::open(&config(dir.path())).unwrap();
-    sink.record(input(0, Interaction::Read, &["p1"])).await.unwrap();
+    sink.record(input(0, Interaction::Read, &["p1"]))
+        .await
+        .unwrap();
     sink.record(input(60, Interaction::SearchType, &["p1", "p2"]))
         .await
         .unwrap();
-    sink.record(input(120, Interaction::Read, &["p2"])).await.unwrap();
+    sink.record(input(120, Interaction::Read, &["p2"]))
+        .await
+        .unwrap();
     let mut other = input(180, Interaction::Read, &["p1"]);
     other.principal.as_mut().unwrap().client_id = Some("app-2".into());
     sink.record(other).await.unwrap();
@@ -59,17 +63,11 @@ async fn search_filters_by_patient_time_and_client() {
 fn time_bounds_accept_rfc3339_dates_and_ages() {
     let now = OffsetDateTime::from(t0());
     let t = |s: &str| parse_time_bound(s, t0());
-    assert_eq!(
-        t("2d").unwrap(),
-        now - time::Duration::days(2)
-    );
+    assert_eq!(t("2d").unwrap(), now - time::Duration::days(2));
     assert_eq!(
         t("2026-11-28T10:00:00Z").unwrap(),
         now - time::Duration::days(1)
     );
-    assert_eq!(
-        t("2026-11-29").unwrap(),
-        now - time::Duration::hours(10)
-    );
+    assert_eq!(t("2026-11-29").unwrap(), now - time::Duration::hours(10));
     assert!(t("yesterday").is_err());
 }

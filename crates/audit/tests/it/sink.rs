@@ -27,7 +27,10 @@ async fn size_rotation_keeps_the_chain_and_names_files_in_order() {
         assert!(len <= 4096, "{} is {len} bytes", file.display());
     }
     // File names sort in chain order, so a shell glob gives the same order.
-    let mut names: Vec<_> = f.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    let mut names: Vec<_> = f
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
     let sorted = {
         let mut s = names.clone();
         s.sort();
@@ -109,7 +112,10 @@ async fn a_partial_last_line_starts_a_new_file_with_a_notice() {
     assert_eq!(seq, 4);
     assert_eq!(notice.type_.code, "110100");
     assert!(
-        notice.outcome_desc.unwrap().contains("incomplete record of 19 bytes"),
+        notice
+            .outcome_desc
+            .unwrap()
+            .contains("incomplete record of 19 bytes"),
     );
     let report = intact(dir.path());
     assert_eq!(report.records, 6);
@@ -167,12 +173,18 @@ async fn an_unwritable_directory_turns_the_sink_unhealthy_until_writes_succeed()
     assert_eq!(sink.write_errors(), 1);
     assert!(sink.last_error().is_some());
     // Still failing: still an error, never a silent drop.
-    assert!(sink.record(input(4, Interaction::Read, &["p1"])).await.is_err());
+    assert!(
+        sink.record(input(4, Interaction::Read, &["p1"]))
+            .await
+            .is_err()
+    );
     assert!(!sink.is_healthy());
 
     std::fs::remove_file(&dir).unwrap();
     std::fs::rename(&moved, &dir).unwrap();
-    sink.record(input(5, Interaction::Read, &["p1"])).await.unwrap();
+    sink.record(input(5, Interaction::Read, &["p1"]))
+        .await
+        .unwrap();
     assert!(sink.is_healthy());
     let report = intact(&dir);
     // 2 records, a notice explaining the failure, then the record that succeeded.
@@ -180,7 +192,12 @@ async fn an_unwritable_directory_turns_the_sink_unhealthy_until_writes_succeed()
     let last_file = files(&dir).pop().unwrap();
     let lines = read_lines(&last_file);
     let (_, notice) = fhirgate_audit::search::parse_record(lines[0].as_bytes()).unwrap();
-    assert!(notice.outcome_desc.unwrap().contains("failed and has resumed"));
+    assert!(
+        notice
+            .outcome_desc
+            .unwrap()
+            .contains("failed and has resumed")
+    );
 }
 
 #[tokio::test]
@@ -194,18 +211,28 @@ async fn a_corrupt_last_line_stops_start_up() {
     bytes.extend_from_slice(b"hello\n");
     std::fs::write(&f, bytes).unwrap();
     let err = AuditSink::open(&config(dir.path())).unwrap_err();
-    assert!(err.to_string().contains("cannot continue the audit chain"), "{err}");
+    assert!(
+        err.to_string().contains("cannot continue the audit chain"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn the_memory_sink_keeps_events_for_tests() {
     let (sink, log) = AuditSink::memory("test-gw");
-    sink.record(input(1, Interaction::Create, &["p7"])).await.unwrap();
-    sink.record(input(2, Interaction::Delete, &[])).await.unwrap();
+    sink.record(input(1, Interaction::Create, &["p7"]))
+        .await
+        .unwrap();
+    sink.record(input(2, Interaction::Delete, &[]))
+        .await
+        .unwrap();
     let events = log.events();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].patients().collect::<Vec<_>>(), ["p7"]);
     assert_eq!(events[1].action, Some(fhirgate_audit::Action::Delete));
-    assert_eq!(events[0].source.observer.display.as_deref(), Some("test-gw"));
+    assert_eq!(
+        events[0].source.observer.display.as_deref(),
+        Some("test-gw")
+    );
     assert!(log.lines()[1].starts_with(r#"{"seq":2,"prev":""#));
 }

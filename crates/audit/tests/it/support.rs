@@ -34,7 +34,9 @@ pub fn config(dir: &Path) -> AuditConfig {
 
 pub async fn write_n(sink: &AuditSink, from: u64, n: u64) {
     for k in from..from + n {
-        sink.record(input(k, Interaction::Read, &["p1"])).await.unwrap();
+        sink.record(input(k, Interaction::Read, &["p1"]))
+            .await
+            .unwrap();
     }
 }
 

@@ -256,7 +256,13 @@ impl Store {
             .optional()?)
     }
 
-    pub fn insert_access(&self, jti: &str, grant_id: &str, client_id: &str, exp: u64) -> Result<()> {
+    pub fn insert_access(
+        &self,
+        jti: &str,
+        grant_id: &str,
+        client_id: &str,
+        exp: u64,
+    ) -> Result<()> {
         self.conn()?.execute(
             "INSERT INTO access_tokens (jti, grant_id, client_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![jti, grant_id, client_id, exp],
@@ -304,11 +310,20 @@ impl Store {
         let cutoff = now.saturating_sub(grace);
         let c = self.conn()?;
         c.execute("DELETE FROM codes WHERE expires_at < ?1", params![cutoff])?;
-        c.execute("DELETE FROM refresh_tokens WHERE expires_at < ?1", params![cutoff])?;
-        c.execute("DELETE FROM access_tokens WHERE expires_at < ?1", params![cutoff])?;
+        c.execute(
+            "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+            params![cutoff],
+        )?;
+        c.execute(
+            "DELETE FROM access_tokens WHERE expires_at < ?1",
+            params![cutoff],
+        )?;
         // A jti must be remembered at least until the assertion it came from expires.
         c.execute("DELETE FROM used_jtis WHERE expires_at < ?1", params![now])?;
-        c.execute("DELETE FROM launch_contexts WHERE expires_at < ?1", params![cutoff])?;
+        c.execute(
+            "DELETE FROM launch_contexts WHERE expires_at < ?1",
+            params![cutoff],
+        )?;
         Ok(())
     }
 }

@@ -75,8 +75,13 @@ impl ClientKey {
         let sig = match self {
             Self::Rsa(k) => {
                 let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA384, &rng, input.as_bytes(), &mut sig)
-                    .unwrap();
+                k.sign(
+                    &signature::RSA_PKCS1_SHA384,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
                 sig
             }
             Self::Ec(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
@@ -287,7 +292,12 @@ pub fn location(resp: &reqwest::Response) -> String {
 }
 
 /// The parameters of a good authorization request; tests change one thing at a time.
-pub fn auth_params(h: &Harness, client: &str, scope: &str, challenge: &str) -> Vec<(String, String)> {
+pub fn auth_params(
+    h: &Harness,
+    client: &str,
+    scope: &str,
+    challenge: &str,
+) -> Vec<(String, String)> {
     [
         ("response_type", "code"),
         ("client_id", client),
@@ -311,7 +321,6 @@ pub fn set(params: &mut Vec<(String, String)>, key: &str, value: Option<&str>) {
 }
 
 pub struct Walk {
-    pub browser: reqwest::Client,
     /// The final redirect to the client.
     pub location: String,
 }
@@ -335,13 +344,15 @@ pub async fn walk(
     assert_eq!(resp.status(), 303, "authorize should redirect to the pages");
     let mut next = location(&resp);
     if !next.starts_with(&format!("{}/interact/", h.issuer)) {
-        return Walk {
-            browser: b,
-            location: next,
-        };
+        return Walk { location: next };
     }
     loop {
         let page = b.get(&next).send().await.unwrap();
+        if page.status() == 303 {
+            return Walk {
+                location: location(&page),
+            };
+        }
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         let csrf = csrf_of(&html);
@@ -380,10 +391,7 @@ pub async fn walk(
         assert_eq!(resp.status(), 303, "{action} should redirect");
         let loc = location(&resp);
         if action == "/consent" {
-            return Walk {
-                browser: b,
-                location: loc,
-            };
+            return Walk { location: loc };
         }
         next = loc;
     }
@@ -396,7 +404,12 @@ pub fn scope_values(html: &str) -> Vec<String> {
         .filter_map(|rest| {
             let start = rest.find("value=\"")? + 7;
             let end = rest[start..].find('"')?;
-            Some(rest[start..start + end].replace("&#x2f;", "/").replace("&#x2F;", "/").replace("&amp;", "&"))
+            Some(
+                rest[start..start + end]
+                    .replace("&#x2f;", "/")
+                    .replace("&#x2F;", "/")
+                    .replace("&amp;", "&"),
+            )
         })
         .collect()
 }
@@ -431,13 +444,28 @@ pub async fn alice_tokens(h: &Harness, scope: &str) -> Value {
 /// A code for alice, not yet exchanged; returns (code, verifier, challenge).
 pub async fn alice_code(h: &Harness, client: &str) -> (String, String, String) {
     let (verifier, challenge) = pkce();
-    let params = auth_params(h, client, "launch/patient openid fhirUser offline_access patient/*.rs", &challenge);
+    let params = auth_params(
+        h,
+        client,
+        "launch/patient openid fhirUser offline_access patient/*.rs",
+        &challenge,
+    );
     let w = walk(h, &params, ("alice", "alice-password"), &[], None).await;
-    (query_param(&w.location, "code").expect("code"), verifier, challenge)
+    (
+        query_param(&w.location, "code").expect("code"),
+        verifier,
+        challenge,
+    )
 }
 
 /// A client assertion with overridable claims and header members.
-pub fn assertion(h: &Harness, key: &ClientKey, client: &str, kid: &str, tweak: impl FnOnce(&mut Value, &mut Value)) -> String {
+pub fn assertion(
+    h: &Harness,
+    key: &ClientKey,
+    client: &str,
+    kid: &str,
+    tweak: impl FnOnce(&mut Value, &mut Value),
+) -> String {
     let now = fhirgate_authserver::Clock::now(&*h.clock);
     let mut header = json!({"alg": key.alg(), "kid": kid, "typ": "JWT"});
     let mut claims = json!({
@@ -454,7 +482,10 @@ pub async fn client_credentials(h: &Harness, assertion: &str, scope: &str) -> re
         .form(&[
             ("grant_type", "client_credentials"),
             ("scope", scope),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion),
         ])
         .send()
@@ -467,7 +498,10 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     let mut it = token.split('.');
     let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
     let c = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
-    (serde_json::from_slice(&h).unwrap(), serde_json::from_slice(&c).unwrap())
+    (
+        serde_json::from_slice(&h).unwrap(),
+        serde_json::from_slice(&c).unwrap(),
+    )
 }
 
 pub async fn error_of(resp: reqwest::Response) -> (u16, String) {

@@ -1,7 +1,12 @@
 use crate::harness::*;
 
 async fn authorize(h: &Harness, params: &[(String, String)]) -> reqwest::Response {
-    h.http.get(format!("{}/authorize", h.issuer)).query(params).send().await.unwrap()
+    h.http
+        .get(format!("{}/authorize", h.issuer))
+        .query(params)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Asserts an RFC 6749 §4.1.2.1 error redirect to the registered URI without a code.
@@ -21,7 +26,13 @@ async fn o1_pkce_is_required_and_plain_refused() {
     let mut p = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
     set(&mut p, "code_challenge", None);
     set(&mut p, "code_challenge_method", None);
-    assert_error_redirect(&h, &p, "invalid_request", "no challenge (O2: no code to downgrade)").await;
+    assert_error_redirect(
+        &h,
+        &p,
+        "invalid_request",
+        "no challenge (O2: no code to downgrade)",
+    )
+    .await;
     let mut p = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
     set(&mut p, "code_challenge_method", Some("plain"));
     assert_error_redirect(&h, &p, "invalid_request", "plain").await;
@@ -46,7 +57,11 @@ async fn o6_state_is_required() {
 async fn o8_aud_must_be_the_fhir_base() {
     let h = start().await;
     let (_, challenge) = pkce();
-    for aud in [Some("https://inferno.healthit.gov/invalid_aud"), Some("http://127.0.0.1/fhir"), None] {
+    for aud in [
+        Some("https://inferno.healthit.gov/invalid_aud"),
+        Some("http://127.0.0.1/fhir"),
+        None,
+    ] {
         let mut p = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
         set(&mut p, "aud", aud);
         assert_error_redirect(&h, &p, "invalid_request", &format!("aud {aud:?}")).await;
@@ -66,7 +81,10 @@ async fn other_request_errors_redirect_with_state() {
     p.push(("scope".into(), "user/*.rs".into()));
     assert_error_redirect(&h, &p, "invalid_request", "repeated parameter").await;
     let resp = authorize(&h, &auth_params(&h, PUBLIC, "", &challenge)).await;
-    assert_eq!(query_param(&location(&resp), "state").as_deref(), Some("state-123"));
+    assert_eq!(
+        query_param(&location(&resp), "state").as_deref(),
+        Some("state-123")
+    );
 }
 
 #[tokio::test]
@@ -99,7 +117,10 @@ async fn o5_redirect_uri_must_match_exactly_else_error_page() {
         assert_eq!(resp.status(), 400, "{uri}");
         assert!(resp.headers().get("location").is_none(), "{uri}");
         assert_eq!(resp.headers()["x-frame-options"], "DENY");
-        assert!(resp.text().await.unwrap().contains("not registered"), "{uri}");
+        assert!(
+            resp.text().await.unwrap().contains("not registered"),
+            "{uri}"
+        );
     }
     // Unknown client and missing redirect_uri: error page too.
     let mut p = auth_params(&h, "BAD_CLIENT_ID", "patient/*.rs", &challenge);
@@ -117,23 +138,65 @@ async fn o12_forms_need_csrf_and_same_origin() {
     let (_, challenge) = pkce();
     let p = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
     let b = browser();
-    let interact = location(&b.get(format!("{}/authorize", h.issuer)).query(&p).send().await.unwrap());
+    let interact = location(
+        &b.get(format!("{}/authorize", h.issuer))
+            .query(&p)
+            .send()
+            .await
+            .unwrap(),
+    );
     let page = b.get(&interact).send().await.unwrap().text().await.unwrap();
     let csrf = csrf_of(&page);
     let creds = [("username", "alice"), ("password", "alice-password")];
-    let resp = b.post(format!("{interact}/login")).form(&creds).send().await.unwrap();
+    let resp = b
+        .post(format!("{interact}/login"))
+        .form(&creds)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403, "no csrf");
-    let resp = b.post(format!("{interact}/login")).form(&[creds[0], creds[1], ("csrf", "forged")]).send().await.unwrap();
+    let resp = b
+        .post(format!("{interact}/login"))
+        .form(&[creds[0], creds[1], ("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403, "wrong csrf");
-    let resp = b.post(format!("{interact}/login")).header("Origin", "https://evil.example").form(&[creds[0], creds[1], ("csrf", &csrf)]).send().await.unwrap();
+    let resp = b
+        .post(format!("{interact}/login"))
+        .header("Origin", "https://evil.example")
+        .form(&[creds[0], creds[1], ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403, "cross-site origin");
     // Another browser (no session cookie) cannot drive this request even with the token.
-    let resp = browser().post(format!("{interact}/login")).form(&[creds[0], creds[1], ("csrf", &csrf)]).send().await.unwrap();
+    let resp = browser()
+        .post(format!("{interact}/login"))
+        .form(&[creds[0], creds[1], ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403, "foreign session");
-    let resp = b.post(format!("{interact}/login")).header("Origin", &h.origin).form(&[creds[0], creds[1], ("csrf", &csrf)]).send().await.unwrap();
+    let resp = b
+        .post(format!("{interact}/login"))
+        .header("Origin", &h.origin)
+        .form(&[creds[0], creds[1], ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303, "same origin with csrf");
     // The login rotated the CSRF token: the old one no longer works on consent.
-    let resp = b.post(format!("{interact}/consent")).form(&[("csrf", csrf.as_str()), ("decision", "allow"), ("scope", "patient/*.rs")]).send().await.unwrap();
+    let resp = b
+        .post(format!("{interact}/consent"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("decision", "allow"),
+            ("scope", "patient/*.rs"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
 }
 
@@ -142,15 +205,39 @@ async fn o13_pages_refuse_framing_and_set_a_safe_cookie() {
     let h = start().await;
     let (_, challenge) = pkce();
     let p = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
-    let resp = h.http.get(format!("{}/authorize", h.issuer)).query(&p).send().await.unwrap();
+    let resp = h
+        .http
+        .get(format!("{}/authorize", h.issuer))
+        .query(&p)
+        .send()
+        .await
+        .unwrap();
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/auth"));
-    assert!(!cookie.contains("Secure"), "http issuer: no Secure flag (https issuers get one)");
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax")
+            && cookie.contains("Path=/auth")
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "http issuer: no Secure flag (https issuers get one)"
+    );
     let b = browser();
-    let interact = location(&b.get(format!("{}/authorize", h.issuer)).query(&p).send().await.unwrap());
+    let interact = location(
+        &b.get(format!("{}/authorize", h.issuer))
+            .query(&p)
+            .send()
+            .await
+            .unwrap(),
+    );
     let resp = b.get(&interact).send().await.unwrap();
     assert_eq!(resp.headers()["x-frame-options"], "DENY");
-    assert!(resp.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let html = resp.text().await.unwrap();
     assert!(html.contains("<label for=\"username\">") && html.contains("name=\"viewport\""));
@@ -162,13 +249,26 @@ async fn login_lockout_after_repeated_failures() {
     let (_, challenge) = pkce();
     let p = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
     let b = browser();
-    let interact = location(&b.get(format!("{}/authorize", h.issuer)).query(&p).send().await.unwrap());
+    let interact = location(
+        &b.get(format!("{}/authorize", h.issuer))
+            .query(&p)
+            .send()
+            .await
+            .unwrap(),
+    );
     let mut statuses = vec![];
     for _ in 0..6 {
         let page = b.get(&interact).send().await.unwrap().text().await.unwrap();
-        let resp = b.post(format!("{interact}/login"))
-            .form(&[("csrf", csrf_of(&page).as_str()), ("username", "alice"), ("password", "nope-nope")])
-            .send().await.unwrap();
+        let resp = b
+            .post(format!("{interact}/login"))
+            .form(&[
+                ("csrf", csrf_of(&page).as_str()),
+                ("username", "alice"),
+                ("password", "nope-nope"),
+            ])
+            .send()
+            .await
+            .unwrap();
         statuses.push(resp.status().as_u16());
     }
     assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429]);

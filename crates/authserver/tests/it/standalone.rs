@@ -4,12 +4,36 @@ use serde_json::Value;
 
 /// Verifies a JWT the way a resource server would: discovery → jwks_uri → kid → RS256.
 async fn verify_via_discovery(h: &Harness, token: &str) -> Value {
-    let doc: Value = h.http.get(format!("{}/.well-known/openid-configuration", h.issuer)).send().await.unwrap().json().await.unwrap();
-    let jwks: Value = h.http.get(doc["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    let doc: Value = h
+        .http
+        .get(format!("{}/.well-known/openid-configuration", h.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwks: Value = h
+        .http
+        .get(doc["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let jwt = Unverified::parse(token).unwrap();
     let kid = jwt.header_str("kid").unwrap();
-    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap();
-    assert!(jwt.verify(JwsAlg::Rs256, key), "signature verifies with the published key");
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap();
+    assert!(
+        jwt.verify(JwsAlg::Rs256, key),
+        "signature verifies with the published key"
+    );
     Value::Object(jwt.claims.clone())
 }
 
@@ -21,7 +45,10 @@ async fn standalone_patient_launch_binds_patient_to_own_record() {
     let params = auth_params(&h, PUBLIC, scope, &challenge);
     let w = walk(&h, &params, ("alice", "alice-password"), &[], None).await;
     assert!(w.location.starts_with(REDIRECT));
-    assert_eq!(query_param(&w.location, "state").as_deref(), Some("state-123"));
+    assert_eq!(
+        query_param(&w.location, "state").as_deref(),
+        Some("state-123")
+    );
     let code = query_param(&w.location, "code").unwrap();
     let resp = exchange(&h, PUBLIC, &code, &verifier).await;
     assert_eq!(resp.status(), 200);
@@ -32,7 +59,10 @@ async fn standalone_patient_launch_binds_patient_to_own_record() {
     assert_eq!(body["scope"], scope);
     assert_eq!(body["patient"], "p1");
     assert_eq!(body["need_patient_banner"], true);
-    assert_eq!(body["smart_style_url"], format!("{}/smart-style.json", h.issuer));
+    assert_eq!(
+        body["smart_style_url"],
+        format!("{}/smart-style.json", h.issuer)
+    );
     assert!(body["expires_in"].as_u64().unwrap() <= 3600);
     assert!(body["refresh_token"].is_string());
 
@@ -64,22 +94,44 @@ async fn standalone_patient_launch_binds_patient_to_own_record() {
 async fn practitioner_picks_a_patient_with_search() {
     let h = start().await;
     let (verifier, challenge) = pkce();
-    let params = auth_params(&h, PUBLIC, "launch/patient openid fhirUser patient/*.rs", &challenge);
+    let params = auth_params(
+        &h,
+        PUBLIC,
+        "launch/patient openid fhirUser patient/*.rs",
+        &challenge,
+    );
     // Look at the picker's search by hand before letting the walker pick.
     let b = browser();
-    let resp = b.get(format!("{}/authorize", h.issuer)).query(&params).send().await.unwrap();
+    let resp = b
+        .get(format!("{}/authorize", h.issuer))
+        .query(&params)
+        .send()
+        .await
+        .unwrap();
     let interact = location(&resp);
     let login = b.get(&interact).send().await.unwrap().text().await.unwrap();
     let resp = b
         .post(format!("{interact}/login"))
-        .form(&[("csrf", csrf_of(&login).as_str()), ("username", "drbob"), ("password", "bob-password")])
+        .form(&[
+            ("csrf", csrf_of(&login).as_str()),
+            ("username", "drbob"),
+            ("password", "bob-password"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
     let all = b.get(&interact).send().await.unwrap().text().await.unwrap();
     assert!(all.contains("Alice Smith") && all.contains("Carl Jones"));
-    let found = b.get(&interact).query(&[("q", "carl")]).send().await.unwrap().text().await.unwrap();
+    let found = b
+        .get(&interact)
+        .query(&[("q", "carl")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(found.contains("Carl Jones") && !found.contains("Alice Smith"));
     let resp = b
         .post(format!("{interact}/patient"))
@@ -91,16 +143,31 @@ async fn practitioner_picks_a_patient_with_search() {
     let consent = b.get(&interact).send().await.unwrap().text().await.unwrap();
     assert!(consent.contains("Carl Jones (p2)"));
     assert!(consent.contains("Read and search all kinds of data for the selected patient"));
-    let mut form = vec![("csrf".to_string(), csrf_of(&consent)), ("decision".into(), "allow".into())];
+    let mut form = vec![
+        ("csrf".to_string(), csrf_of(&consent)),
+        ("decision".into(), "allow".into()),
+    ];
     for s in scope_values(&consent) {
         form.push(("scope".into(), s));
     }
-    let resp = b.post(format!("{interact}/consent")).form(&form).send().await.unwrap();
+    let resp = b
+        .post(format!("{interact}/consent"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     let code = query_param(&location(&resp), "code").unwrap();
-    let body: Value = exchange(&h, PUBLIC, &code, &verifier).await.json().await.unwrap();
+    let body: Value = exchange(&h, PUBLIC, &code, &verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["patient"], "p2");
     let claims = jwt_parts(body["access_token"].as_str().unwrap()).1;
-    assert_eq!(claims["fhirUser"], format!("{}/Practitioner/d1", h.fhir_base));
+    assert_eq!(
+        claims["fhirUser"],
+        format!("{}/Practitioner/d1", h.fhir_base)
+    );
 }
 
 #[tokio::test]
@@ -108,13 +175,25 @@ async fn picker_refuses_unknown_patient_and_patients_cannot_pick() {
     let h = start().await;
     let (_, challenge) = pkce();
     let params = auth_params(&h, PUBLIC, "launch/patient patient/*.rs", &challenge);
-    for (user, pass, patient, want) in [("drbob", "bob-password", "nope", 400), ("alice", "alice-password", "p2", 403)] {
+    for (user, pass, patient, want) in [
+        ("drbob", "bob-password", "nope", 400),
+        ("alice", "alice-password", "p2", 403),
+    ] {
         let b = browser();
-        let resp = b.get(format!("{}/authorize", h.issuer)).query(&params).send().await.unwrap();
+        let resp = b
+            .get(format!("{}/authorize", h.issuer))
+            .query(&params)
+            .send()
+            .await
+            .unwrap();
         let interact = location(&resp);
         let login = b.get(&interact).send().await.unwrap().text().await.unwrap();
         b.post(format!("{interact}/login"))
-            .form(&[("csrf", csrf_of(&login).as_str()), ("username", user), ("password", pass)])
+            .form(&[
+                ("csrf", csrf_of(&login).as_str()),
+                ("username", user),
+                ("password", pass),
+            ])
             .send()
             .await
             .unwrap();
@@ -133,13 +212,38 @@ async fn picker_refuses_unknown_patient_and_patients_cannot_pick() {
 async fn unticked_scope_is_not_granted() {
     let h = start().await;
     let (verifier, challenge) = pkce();
-    let params = auth_params(&h, PUBLIC, "launch/patient openid fhirUser patient/Observation.rs patient/Condition.rs", &challenge);
-    let w = walk(&h, &params, ("alice", "alice-password"), &["patient/Condition.rs", "openid"], None).await;
+    let params = auth_params(
+        &h,
+        PUBLIC,
+        "launch/patient openid fhirUser patient/Observation.rs patient/Condition.rs",
+        &challenge,
+    );
+    let w = walk(
+        &h,
+        &params,
+        ("alice", "alice-password"),
+        &["patient/Condition.rs", "openid"],
+        None,
+    )
+    .await;
     let code = query_param(&w.location, "code").unwrap();
-    let body: Value = exchange(&h, PUBLIC, &code, &verifier).await.json().await.unwrap();
-    assert_eq!(body["scope"], "launch/patient fhirUser patient/Observation.rs");
-    assert!(body.get("id_token").is_none(), "openid unticked: no id_token");
-    assert!(body.get("refresh_token").is_none(), "no offline_access asked: no refresh token");
+    let body: Value = exchange(&h, PUBLIC, &code, &verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["scope"],
+        "launch/patient fhirUser patient/Observation.rs"
+    );
+    assert!(
+        body.get("id_token").is_none(),
+        "openid unticked: no id_token"
+    );
+    assert!(
+        body.get("refresh_token").is_none(),
+        "no offline_access asked: no refresh token"
+    );
 }
 
 #[tokio::test]
@@ -148,18 +252,31 @@ async fn user_denies_consent() {
     let (_, challenge) = pkce();
     let params = auth_params(&h, PUBLIC, "launch/patient patient/*.rs", &challenge);
     let b = browser();
-    let resp = b.get(format!("{}/authorize", h.issuer)).query(&params).send().await.unwrap();
+    let resp = b
+        .get(format!("{}/authorize", h.issuer))
+        .query(&params)
+        .send()
+        .await
+        .unwrap();
     let interact = location(&resp);
     let login = b.get(&interact).send().await.unwrap().text().await.unwrap();
     b.post(format!("{interact}/login"))
-        .form(&[("csrf", csrf_of(&login).as_str()), ("username", "alice"), ("password", "alice-password")])
+        .form(&[
+            ("csrf", csrf_of(&login).as_str()),
+            ("username", "alice"),
+            ("password", "alice-password"),
+        ])
         .send()
         .await
         .unwrap();
     let consent = b.get(&interact).send().await.unwrap().text().await.unwrap();
     let resp = b
         .post(format!("{interact}/consent"))
-        .form(&[("csrf", csrf_of(&consent).as_str()), ("decision", "deny"), ("scope", "patient/*.rs")])
+        .form(&[
+            ("csrf", csrf_of(&consent).as_str()),
+            ("decision", "deny"),
+            ("scope", "patient/*.rs"),
+        ])
         .send()
         .await
         .unwrap();
@@ -175,33 +292,69 @@ async fn wrong_password_shows_login_again() {
     let (_, challenge) = pkce();
     let params = auth_params(&h, PUBLIC, "patient/*.rs", &challenge);
     let b = browser();
-    let resp = b.get(format!("{}/authorize", h.issuer)).query(&params).send().await.unwrap();
+    let resp = b
+        .get(format!("{}/authorize", h.issuer))
+        .query(&params)
+        .send()
+        .await
+        .unwrap();
     let interact = location(&resp);
     let login = b.get(&interact).send().await.unwrap().text().await.unwrap();
     let resp = b
         .post(format!("{interact}/login"))
-        .form(&[("csrf", csrf_of(&login).as_str()), ("username", "alice"), ("password", "wrong-password")])
+        .form(&[
+            ("csrf", csrf_of(&login).as_str()),
+            ("username", "alice"),
+            ("password", "wrong-password"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    assert!(resp.text().await.unwrap().contains("Wrong username or password"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Wrong username or password")
+    );
 }
 
 #[tokio::test]
 async fn confidential_client_authenticates_with_basic_and_authorize_post_works() {
     let h = start().await;
     let (verifier, challenge) = pkce();
-    let params = auth_params(&h, CONF, "launch/patient openid fhirUser patient/*.rs user/*.cruds", &challenge);
+    let params = auth_params(
+        &h,
+        CONF,
+        "launch/patient openid fhirUser patient/*.rs user/*.cruds",
+        &challenge,
+    );
     // POST authorize (SMART 2.x) goes through the same pages.
     let b = browser();
-    let resp = b.post(format!("{}/authorize", h.issuer)).form(&params).send().await.unwrap();
+    let resp = b
+        .post(format!("{}/authorize", h.issuer))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303);
     assert!(location(&resp).contains("/interact/"));
     let w = walk(&h, &params, ("alice", "alice-password"), &[], None).await;
     let code = query_param(&w.location, "code").unwrap();
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", verifier.as_str())];
-    let resp = h.http.post(&h.token_url).basic_auth(CONF, Some(CONF_SECRET)).form(&form).send().await.unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let resp = h
+        .http
+        .post(&h.token_url)
+        .basic_auth(CONF, Some(CONF_SECRET))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     // user/*.cruds is beyond the client's allowed scopes: narrowed away at authorize.
@@ -213,14 +366,24 @@ async fn loopback_redirect_accepts_any_port() {
     let h = start().await;
     let (verifier, challenge) = pkce();
     let mut params = auth_params(&h, PUBLIC, "launch/patient patient/*.rs", &challenge);
-    set(&mut params, "redirect_uri", Some("http://127.0.0.1:49152/cb"));
+    set(
+        &mut params,
+        "redirect_uri",
+        Some("http://127.0.0.1:49152/cb"),
+    );
     let w = walk(&h, &params, ("alice", "alice-password"), &[], None).await;
     assert!(w.location.starts_with("http://127.0.0.1:49152/cb?"));
     let code = query_param(&w.location, "code").unwrap();
     let resp = h
         .http
         .post(&h.token_url)
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", "http://127.0.0.1:49152/cb"), ("code_verifier", verifier.as_str()), ("client_id", PUBLIC)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "http://127.0.0.1:49152/cb"),
+            ("code_verifier", verifier.as_str()),
+            ("client_id", PUBLIC),
+        ])
         .send()
         .await
         .unwrap();

@@ -59,11 +59,23 @@ fn path_and_query_is_what_goes_upstream() {
 fn issue_codes_per_error_kind() {
     let cases = [
         (ClassifyError::InvalidPath("x".into()), IssueType::Invalid),
-        (ClassifyError::UnknownResourceType("x".into()), IssueType::Invalid),
+        (
+            ClassifyError::UnknownResourceType("x".into()),
+            IssueType::Invalid,
+        ),
         (ClassifyError::InvalidId("x".into()), IssueType::Value),
-        (ClassifyError::InvalidQuery("x".into()), IssueType::Structure),
-        (ClassifyError::MethodOverride("x".into()), IssueType::Invalid),
-        (ClassifyError::InvalidEntry("x".into()), IssueType::Structure),
+        (
+            ClassifyError::InvalidQuery("x".into()),
+            IssueType::Structure,
+        ),
+        (
+            ClassifyError::MethodOverride("x".into()),
+            IssueType::Invalid,
+        ),
+        (
+            ClassifyError::InvalidEntry("x".into()),
+            IssueType::Structure,
+        ),
     ];
     for (err, code) in cases {
         assert_eq!(err.issue_type(), code, "{err:?}");

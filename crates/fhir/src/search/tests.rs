@@ -51,6 +51,12 @@ fn splits_modifiers_and_chains() {
     assert!(ps.has_chain_or_has());
     assert!(!p("code:text=y&patient=1").has_chain_or_has());
     assert_eq!(ps.params[0].full_name(), "subject:Patient.name");
+    assert_eq!(
+        ps.params[0].type_modifier(),
+        Some(crate::ResourceType::Patient)
+    );
+    assert_eq!(ps.params[2].type_modifier(), None);
+    assert_eq!(p("subject:patient=1").params[0].type_modifier(), None);
 }
 
 #[test]

@@ -107,11 +107,7 @@ fn print_report(out: &mut impl Write, report: &VerifyReport) -> std::io::Result<
         Some(first) => {
             writeln!(out, "BROKEN: {first}")?;
             if report.break_count > 1 {
-                writeln!(
-                    out,
-                    "{} break(s) in total; the others:",
-                    report.break_count
-                )?;
+                writeln!(out, "{} break(s) in total; the others:", report.break_count)?;
                 for b in report.breaks.iter().skip(1) {
                     writeln!(out, "  {b}")?;
                 }
@@ -139,24 +135,40 @@ fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
 
     let mut out = std::io::stdout().lock();
     let mut matches = 0u64;
-    if !args.json {
-        writeln!(out, "{}", AuditSummary::table_header())?;
-    }
-    for item in fhirgate_audit::search(&args.paths, filter)? {
-        match item {
-            Ok(summary) => {
-                matches += 1;
-                if args.json {
-                    serde_json::to_writer(&mut out, &summary)?;
-                    writeln!(out)?;
-                } else {
-                    writeln!(out, "{}", summary.table_row())?;
-                }
-            }
-            Err(skipped) => eprintln!("warning: skipped {skipped}"),
+    let written = (|| -> anyhow::Result<()> {
+        if !args.json {
+            writeln!(out, "{}", AuditSummary::table_header())?;
         }
+        for item in fhirgate_audit::search(&args.paths, filter)? {
+            match item {
+                Ok(summary) => {
+                    matches += 1;
+                    if args.json {
+                        serde_json::to_writer(&mut out, &summary)?;
+                        writeln!(out)?;
+                    } else {
+                        writeln!(out, "{}", summary.table_row())?;
+                    }
+                }
+                Err(skipped) => eprintln!("warning: skipped {skipped}"),
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        // `... | head` closing the pipe is a normal way to stop reading.
+        let closed = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<serde_json::Error>()
+                    .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+        });
+        if closed {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(e);
     }
-    out.flush()?;
     eprintln!("{matches} matching record(s)");
     Ok(ExitCode::SUCCESS)
 }

@@ -59,7 +59,10 @@ struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Progress { tty: std::io::stderr().is_terminal(), start: Instant::now() }
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+        }
     }
 
     fn show(&self, line: &str) {
@@ -89,7 +92,10 @@ fn print_summary(summary: &GenerateSummary) {
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
-    let opts = GenerateOptions { patients: args.patients, seed: args.seed };
+    let opts = GenerateOptions {
+        patients: args.patients,
+        seed: args.seed,
+    };
     let progress = Progress::new();
     let summary = if let Some(dir) = &args.data_dir {
         let s = fhirgate_store::generate::generate_ndjson(dir, opts)

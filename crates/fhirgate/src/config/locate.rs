@@ -53,7 +53,10 @@ mod tests {
     fn finds_nested_values() {
         assert_eq!(locate(YAML, &["listen"]), Some((2, 9)));
         assert_eq!(locate(YAML, &["upstream", "url"]), Some((5, 8)));
-        assert_eq!(locate(YAML, &["upstream", "connect_timeout"]), Some((6, 20)));
+        assert_eq!(
+            locate(YAML, &["upstream", "connect_timeout"]),
+            Some((6, 20))
+        );
         assert_eq!(locate(YAML, &["limits", "url"]), Some((8, 8)));
         assert_eq!(locate(YAML, &["upstream"]), Some((3, 1)));
         assert_eq!(locate(YAML, &["shutdown"]), None);

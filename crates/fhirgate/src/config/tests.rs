@@ -7,20 +7,38 @@ const EXAMPLE: &str = include_str!("../../../../examples/fhirgate.yaml");
 #[test]
 fn the_example_config_is_valid_and_matches_the_defaults() {
     let config = parse(EXAMPLE).unwrap().gateway;
-    let defaults = GatewayConfig::new(
-        config.public_base_url.clone(),
-        config.upstream.url.clone(),
-    );
+    let defaults = GatewayConfig::new(config.public_base_url.clone(), config.upstream.url.clone());
     assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(config.public_base_url.as_str(), "https://fhir.example.org/fhir");
-    assert_eq!(config.upstream.connect_timeout, defaults.upstream.connect_timeout);
-    assert_eq!(config.upstream.response_timeout, defaults.upstream.response_timeout);
-    assert_eq!(config.upstream.pool_max_idle_per_host, defaults.upstream.pool_max_idle_per_host);
+    assert_eq!(
+        config.public_base_url.as_str(),
+        "https://fhir.example.org/fhir"
+    );
+    assert_eq!(
+        config.upstream.connect_timeout,
+        defaults.upstream.connect_timeout
+    );
+    assert_eq!(
+        config.upstream.response_timeout,
+        defaults.upstream.response_timeout
+    );
+    assert_eq!(
+        config.upstream.pool_max_idle_per_host,
+        defaults.upstream.pool_max_idle_per_host
+    );
     assert_eq!(config.limits.max_body_size, defaults.limits.max_body_size);
-    assert_eq!(config.limits.max_header_size, defaults.limits.max_header_size);
+    assert_eq!(
+        config.limits.max_header_size,
+        defaults.limits.max_header_size
+    );
     assert_eq!(config.limits.max_uri_length, defaults.limits.max_uri_length);
-    assert_eq!(config.limits.bundle_rewrite_max, defaults.limits.bundle_rewrite_max);
-    assert_eq!(config.limits.max_concurrent_requests, defaults.limits.max_concurrent_requests);
+    assert_eq!(
+        config.limits.bundle_rewrite_max,
+        defaults.limits.bundle_rewrite_max
+    );
+    assert_eq!(
+        config.limits.max_concurrent_requests,
+        defaults.limits.max_concurrent_requests
+    );
     assert_eq!(config.shutdown.drain_time, Duration::from_secs(30));
 }
 
@@ -35,8 +53,10 @@ fn minimal_config_takes_defaults() {
 
 #[test]
 fn unknown_key_is_reported_with_its_position() {
-    let errors = parse("public_base_url: http://gw/fhir\nupstream:\n  url: http://up/fhir\n  conect_timeout: 5s\n")
-        .unwrap_err();
+    let errors = parse(
+        "public_base_url: http://gw/fhir\nupstream:\n  url: http://up/fhir\n  conect_timeout: 5s\n",
+    )
+    .unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].line, Some(4));
     assert!(errors[0].message.contains("conect_timeout"), "{errors:?}");
@@ -60,7 +80,11 @@ fn every_validation_error_is_reported_at_its_key() {
             ("shutdown.drain_time", Some(9), Some(15)),
         ]
     );
-    assert!(errors[2].message.contains("duration"), "{}", errors[2].message);
+    assert!(
+        errors[2].message.contains("duration"),
+        "{}",
+        errors[2].message
+    );
 }
 
 #[test]
@@ -77,5 +101,8 @@ fn errors_display_as_file_line_column() {
         errors: parse("public_base_url: nope\nupstream:\n  url: http://up\n").unwrap_err(),
     };
     let text = errors.to_string();
-    assert!(text.starts_with("conf.yaml:1:18: public_base_url: expected"), "{text}");
+    assert!(
+        text.starts_with("conf.yaml:1:18: public_base_url: expected"),
+        "{text}"
+    );
 }

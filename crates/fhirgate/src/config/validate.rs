@@ -51,7 +51,9 @@ impl Problems {
             Err(_) => {
                 self.push(
                     key,
-                    format!("expected a size like \"16MiB\", \"64KiB\" or a byte count, got {text:?}"),
+                    format!(
+                        "expected a size like \"16MiB\", \"64KiB\" or a byte count, got {text:?}"
+                    ),
                 );
                 None
             }
@@ -71,7 +73,10 @@ impl Problems {
         let Some(Scalar(text)) = value else { return };
         match text.trim().parse::<usize>() {
             Ok(n) if n > 0 => *target = n,
-            _ => self.push(key, format!("expected a whole number above zero, got {text:?}")),
+            _ => self.push(
+                key,
+                format!("expected a whole number above zero, got {text:?}"),
+            ),
         }
     }
 
@@ -83,12 +88,18 @@ impl Problems {
         let url = match Url::parse(text.trim()) {
             Ok(url) => url,
             Err(err) => {
-                self.push(key, format!("expected an http:// or https:// URL, got {text:?} ({err})"));
+                self.push(
+                    key,
+                    format!("expected an http:// or https:// URL, got {text:?} ({err})"),
+                );
                 return None;
             }
         };
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            self.push(key, format!("expected an http:// or https:// URL with a host, got {text:?}"));
+            self.push(
+                key,
+                format!("expected an http:// or https:// URL with a host, got {text:?}"),
+            );
             return None;
         }
         if url.query().is_some() || url.fragment().is_some() {
@@ -125,23 +136,36 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
         },
     };
 
+    let urls_valid = public.is_some() && upstream_url.is_some();
     // Placeholders let every remaining key be checked even when the URLs were bad.
     let placeholder = || Url::parse("http://invalid.invalid/").ok();
-    let (Some(public_url), Some(upstream_url)) = (
-        public.clone().or_else(placeholder),
-        upstream_url.clone().or_else(placeholder),
+    let (Some(public), Some(upstream_url)) = (
+        public.or_else(placeholder),
+        upstream_url.or_else(placeholder),
     ) else {
         return Err(p.0);
     };
-    let mut config = GatewayConfig::new(public_url, upstream_url);
+    let mut config = GatewayConfig::new(public, upstream_url);
     if let Some(addr) = listen {
         config.listen = addr;
     }
     if let Some(up) = upstream_raw {
         let c = &mut config.upstream;
-        p.duration("upstream.connect_timeout", up.connect_timeout.as_ref(), &mut c.connect_timeout);
-        p.duration("upstream.response_timeout", up.response_timeout.as_ref(), &mut c.response_timeout);
-        p.duration("upstream.pool_idle_timeout", up.pool_idle_timeout.as_ref(), &mut c.pool_idle_timeout);
+        p.duration(
+            "upstream.connect_timeout",
+            up.connect_timeout.as_ref(),
+            &mut c.connect_timeout,
+        );
+        p.duration(
+            "upstream.response_timeout",
+            up.response_timeout.as_ref(),
+            &mut c.response_timeout,
+        );
+        p.duration(
+            "upstream.pool_idle_timeout",
+            up.pool_idle_timeout.as_ref(),
+            &mut c.pool_idle_timeout,
+        );
         if let Some(Scalar(text)) = &up.pool_max_idle_per_host {
             match text.trim().parse::<usize>() {
                 Ok(n) => c.pool_max_idle_per_host = n,
@@ -157,14 +181,26 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
     if let Some(size) = p.size("limits.max_body_size", l.max_body_size.as_ref()) {
         limits.max_body_size = size;
     }
-    p.size_usize("limits.max_header_size", l.max_header_size.as_ref(), &mut limits.max_header_size);
-    p.size_usize("limits.max_uri_length", l.max_uri_length.as_ref(), &mut limits.max_uri_length);
+    p.size_usize(
+        "limits.max_header_size",
+        l.max_header_size.as_ref(),
+        &mut limits.max_header_size,
+    );
+    p.size_usize(
+        "limits.max_uri_length",
+        l.max_uri_length.as_ref(),
+        &mut limits.max_uri_length,
+    );
     p.count(
         "limits.max_concurrent_requests",
         l.max_concurrent_requests.as_ref(),
         &mut limits.max_concurrent_requests,
     );
-    p.size_usize("limits.bundle_rewrite_max", l.bundle_rewrite_max.as_ref(), &mut limits.bundle_rewrite_max);
+    p.size_usize(
+        "limits.bundle_rewrite_max",
+        l.bundle_rewrite_max.as_ref(),
+        &mut limits.bundle_rewrite_max,
+    );
     p.size_usize(
         "limits.max_form_body_size",
         l.max_form_body_size.as_ref(),
@@ -176,9 +212,13 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
     if limits.max_uri_length < 256 {
         p.push("limits.max_uri_length", "must be at least 256 bytes");
     }
-    p.duration("shutdown.drain_time", raw.shutdown.drain_time.as_ref(), &mut config.shutdown.drain_time);
+    p.duration(
+        "shutdown.drain_time",
+        raw.shutdown.drain_time.as_ref(),
+        &mut config.shutdown.drain_time,
+    );
 
-    if p.0.is_empty() && public.is_some() && upstream_url.is_some() {
+    if p.0.is_empty() && urls_valid {
         Ok(config)
     } else {
         Err(p.0)

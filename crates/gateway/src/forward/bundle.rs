@@ -124,7 +124,14 @@ mod tests {
 
     #[test]
     fn non_bundles_and_foreign_urls_are_left_alone() {
-        assert!(rewrite_bundle(br#"{"resourceType":"Patient","id":"http://up:9/fhir"}"#, FROM, TO).is_none());
+        assert!(
+            rewrite_bundle(
+                br#"{"resourceType":"Patient","id":"http://up:9/fhir"}"#,
+                FROM,
+                TO
+            )
+            .is_none()
+        );
         assert!(
             rewrite_bundle(
                 br#"{"resourceType":"Bundle","link":[{"url":"http://other/fhir"}],"id":"http://up:9/fhir"}"#,

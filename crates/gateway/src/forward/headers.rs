@@ -84,10 +84,10 @@ pub(crate) fn prepare_request(
 
 /// `X-Forwarded-Host` for HTTP/2 clients, which send `:authority` instead of `Host`.
 pub(crate) fn set_forwarded_host_from_authority(headers: &mut HeaderMap, authority: &str) {
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Ok(value) = HeaderValue::from_str(authority) {
-            headers.insert(X_FORWARDED_HOST, value);
-        }
+    if !headers.contains_key(&X_FORWARDED_HOST)
+        && let Ok(value) = HeaderValue::from_str(authority)
+    {
+        headers.insert(X_FORWARDED_HOST, value);
     }
 }
 
@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));

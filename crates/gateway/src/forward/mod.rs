@@ -20,7 +20,7 @@ use crate::classify::Classified;
 use crate::ctx::RequestCtx;
 use crate::error::{BoxError, GatewayError};
 use crate::upstream::Upstream;
-use fhirgate_fhir::{ClassifyError, Interaction};
+use fhirgate_fhir::ClassifyError;
 
 pub(crate) async fn forward(
     upstream: &Upstream,
@@ -49,11 +49,12 @@ pub(crate) async fn forward(
     };
     ctx.timings.upstream_headers = Some(started.elapsed());
 
-    let interaction = ctx
+    // A HEAD answer has no body to rewrite.
+    let may_rewrite = ctx
         .fhir
         .as_ref()
-        .map_or(&Interaction::Capabilities, |f| &f.interaction);
-    response::finish(upstream, interaction, response, bundle_rewrite_max).await
+        .is_some_and(|f| f.method != Method::HEAD && response::returns_bundle(&f.interaction));
+    response::finish(upstream, may_rewrite, response, bundle_rewrite_max).await
 }
 
 fn upstream_request(
@@ -89,7 +90,7 @@ fn upstream_request(
         &mut headers,
         ctx.client_addr.ip(),
         &upstream.forwarded_proto,
-        response_may_be_bundle(&fhir.interaction),
+        response::returns_bundle(&fhir.interaction),
     );
     if let Some(authority) = client_uri.authority() {
         headers::set_forwarded_host_from_authority(&mut headers, authority.as_str());
@@ -114,13 +115,6 @@ fn upstream_request(
     Ok(request)
 }
 
-fn response_may_be_bundle(interaction: &Interaction) -> bool {
-    !matches!(
-        interaction,
-        Interaction::Read { .. } | Interaction::Vread { .. } | Interaction::Capabilities
-    )
-}
-
 /// Map a client failure: the request body hitting its limit is the client's fault (413);
 /// a connect timeout is a timeout (504); anything else means the upstream is unusable (502).
 fn client_error(
@@ -135,10 +129,10 @@ fn client_error(
                 limit: max_body_size,
             };
         }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return GatewayError::UpstreamTimeout(upstream.connect_timeout);
-            }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return GatewayError::UpstreamTimeout(upstream.connect_timeout);
         }
         source = cause.source();
     }

@@ -16,7 +16,7 @@ use crate::upstream::Upstream;
 
 pub(crate) async fn finish(
     upstream: &Upstream,
-    interaction: &Interaction,
+    may_be_bundle: bool,
     response: Response<Incoming>,
     bundle_rewrite_max: usize,
 ) -> Result<Response<Body>, GatewayError> {
@@ -39,11 +39,13 @@ pub(crate) async fn finish(
         // client; answer with an OperationOutcome that keeps the status.
         return Err(GatewayError::UpstreamStatus(status));
     }
-    if status.is_success() && returns_bundle(interaction) && is_fhir_json(content_type) {
+    if may_be_bundle && status.is_success() && is_fhir_json(content_type) {
         let length = content_length(&parts.headers);
         let body = rewrite_bundle_body(upstream, body, length, bundle_rewrite_max).await?;
         if let Some(len) = body.1 {
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         return Ok(Response::from_parts(parts, body.0));
     }
@@ -88,8 +90,7 @@ async fn rewrite_bundle_body(
         }
     }
     let bytes = buffer.freeze();
-    let bytes = match super::bundle::rewrite_bundle(&bytes, &upstream.base, &upstream.public_base)
-    {
+    let bytes = match super::bundle::rewrite_bundle(&bytes, &upstream.base, &upstream.public_base) {
         Some(rewritten) => Bytes::from(rewritten),
         None => bytes,
     };
@@ -98,7 +99,7 @@ async fn rewrite_bundle_body(
 }
 
 /// Interactions whose successful answer is a Bundle.
-fn returns_bundle(interaction: &Interaction) -> bool {
+pub(super) fn returns_bundle(interaction: &Interaction) -> bool {
     matches!(
         interaction,
         Interaction::SearchType { .. }

@@ -146,7 +146,11 @@ async fn large_headers_are_431_too_long() {
 async fn over_concurrency_limit_is_503_transient_with_retry_after() {
     let (upstream, gw) = start_with(|c| c.limits.max_concurrent_requests = 1).await;
     let gate = Gate::new();
-    upstream.respond("/Patient/slow", Canned::resource(&serde_json::json!({"resourceType": "Patient", "id": "slow"})).hold_until(&gate));
+    upstream.respond(
+        "/Patient/slow",
+        Canned::resource(&serde_json::json!({"resourceType": "Patient", "id": "slow"}))
+            .hold_until(&gate),
+    );
     let slow = tokio::spawn(client().get(gw.url("/Patient/slow")).send());
     upstream.wait_for_hits(1).await;
 
@@ -166,8 +170,11 @@ async fn connection_refused_is_502_exception() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let config = fhirgate_testkit::gateway::config(&format!("http://127.0.0.1:{port}/fhir")).unwrap();
-    let gw = fhirgate_testkit::gateway::TestGateway::start(config).await.unwrap();
+    let config =
+        fhirgate_testkit::gateway::config(&format!("http://127.0.0.1:{port}/fhir")).unwrap();
+    let gw = fhirgate_testkit::gateway::TestGateway::start(config)
+        .await
+        .unwrap();
     let response = client().get(gw.url("/Patient/1")).send().await.unwrap();
     let (status, code, _) = outcome_code(response).await;
     assert_eq!((status, code.as_str()), (502, "exception"));
@@ -205,7 +212,10 @@ async fn html_502_from_upstream_becomes_an_outcome_keeping_the_status() {
     let text = response.text().await.unwrap();
     assert_eq!(status, 502);
     assert!(text.contains("\"code\":\"exception\""), "{text}");
-    assert!(!text.contains("nginx") && !text.contains("10.0.0.7"), "{text}");
+    assert!(
+        !text.contains("nginx") && !text.contains("10.0.0.7"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -219,7 +229,9 @@ async fn empty_503_from_upstream_becomes_transient() {
 
 #[tokio::test]
 async fn panic_is_500_exception() {
-    let upstream = fhirgate_testkit::upstream::MockUpstream::start().await.unwrap();
+    let upstream = fhirgate_testkit::upstream::MockUpstream::start()
+        .await
+        .unwrap();
     let config = fhirgate_testkit::gateway::config(&upstream.base_url()).unwrap();
     let gateway = fhirgate_gateway::Gateway::new(config).unwrap().mount(
         "/boom",
@@ -230,7 +242,9 @@ async fn panic_is_500_exception() {
             Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
         }),
     );
-    let gw = fhirgate_testkit::gateway::TestGateway::start_gateway(gateway).await.unwrap();
+    let gw = fhirgate_testkit::gateway::TestGateway::start_gateway(gateway)
+        .await
+        .unwrap();
     let response = client().get(gw.root_url("/boom")).send().await.unwrap();
     let (status, code, headers) = outcome_code(response).await;
     assert_eq!((status, code.as_str()), (500, "exception"));

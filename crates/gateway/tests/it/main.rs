@@ -1,6 +1,9 @@
 //! Gateway integration tests: a real gateway on `127.0.0.1:0` in front of the in-process mock
 //! upstream, driven over HTTP. One binary to keep link time down.
 
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod errors;
 mod proxy;
 mod server;
@@ -31,7 +34,9 @@ pub async fn start_with(adjust: impl FnOnce(&mut GatewayConfig)) -> (MockUpstrea
 
 /// Status, headers and body of a response the test expects to be an OperationOutcome; checks
 /// the content type and returns the issue code.
-pub async fn outcome_code(response: reqwest::Response) -> (u16, String, reqwest::header::HeaderMap) {
+pub async fn outcome_code(
+    response: reqwest::Response,
+) -> (u16, String, reqwest::header::HeaderMap) {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     assert_eq!(

@@ -24,7 +24,10 @@ async fn read_is_forwarded_to_exactly_the_classified_path() {
 #[tokio::test]
 async fn search_query_reaches_the_upstream() {
     let (upstream, gw) = start().await;
-    upstream.respond("/Observation", Canned::resource(&upstream.searchset("Observation", 2)));
+    upstream.respond(
+        "/Observation",
+        Canned::resource(&upstream.searchset("Observation", 2)),
+    );
     let response = client()
         .get(gw.url("/Observation?patient=123&code=http%3A%2F%2Floinc.org%7C1234-5,abc"))
         .send()
@@ -40,7 +43,10 @@ async fn search_query_reaches_the_upstream() {
 #[tokio::test]
 async fn post_search_form_body_is_forwarded_as_classified() {
     let (upstream, gw) = start().await;
-    upstream.respond("/Observation/_search", Canned::resource(&upstream.searchset("Observation", 1)));
+    upstream.respond(
+        "/Observation/_search",
+        Canned::resource(&upstream.searchset("Observation", 1)),
+    );
     let response = client()
         .post(gw.url("/Observation/_search"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -59,9 +65,15 @@ async fn post_search_form_body_is_forwarded_as_classified() {
 async fn request_id_is_generated_propagated_and_echoed() {
     let (upstream, gw) = start().await;
     let response = client().get(gw.url("/Patient/1")).send().await.unwrap();
-    let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(!generated.is_empty());
-    assert_eq!(upstream.last_request().unwrap().headers["x-request-id"], generated.as_str());
+    assert_eq!(
+        upstream.last_request().unwrap().headers["x-request-id"],
+        generated.as_str()
+    );
 
     let response = client()
         .get(gw.url("/Patient/1"))
@@ -70,7 +82,10 @@ async fn request_id_is_generated_propagated_and_echoed() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
-    assert_eq!(upstream.last_request().unwrap().headers["x-request-id"], "abc-123");
+    assert_eq!(
+        upstream.last_request().unwrap().headers["x-request-id"],
+        "abc-123"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +135,12 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     assert_eq!(headers["x-kept"], "yes");
 
     let seen = upstream.last_request().unwrap().headers;
-    for name in ["x-client-private", "te", "proxy-authorization", "keep-alive"] {
+    for name in [
+        "x-client-private",
+        "te",
+        "proxy-authorization",
+        "keep-alive",
+    ] {
         assert!(seen.get(name).is_none(), "{name} was forwarded");
     }
     assert_eq!(seen["x-client-kept"], "yes");
@@ -132,9 +152,12 @@ async fn location_headers_are_rewritten_to_the_public_base() {
     let base = upstream.base_url();
     upstream.respond(
         "/Patient",
-        Canned::json(StatusCode::CREATED, &json!({"resourceType": "Patient", "id": "9"}))
-            .with_header("location", &format!("{base}/Patient/9/_history/1"))
-            .with_header("content-location", &format!("{base}/Patient/9/_history/1")),
+        Canned::json(
+            StatusCode::CREATED,
+            &json!({"resourceType": "Patient", "id": "9"}),
+        )
+        .with_header("location", &format!("{base}/Patient/9/_history/1"))
+        .with_header("content-location", &format!("{base}/Patient/9/_history/1")),
     );
     let response = client()
         .post(gw.url("/Patient"))
@@ -147,29 +170,61 @@ async fn location_headers_are_rewritten_to_the_public_base() {
     let expected = format!("{PUBLIC_BASE}/Patient/9/_history/1");
     assert_eq!(response.headers()["location"], expected.as_str());
     assert_eq!(response.headers()["content-location"], expected.as_str());
-    assert_eq!(&upstream.last_request().unwrap().body[..], br#"{"resourceType":"Patient"}"#);
+    assert_eq!(
+        &upstream.last_request().unwrap().body[..],
+        br#"{"resourceType":"Patient"}"#
+    );
 }
 
 #[tokio::test]
 async fn bundle_links_and_full_urls_are_rewritten() {
     let (upstream, gw) = start().await;
-    upstream.respond("/Observation", Canned::resource(&upstream.searchset("Observation", 3)));
-    let response = client().get(gw.url("/Observation?patient=1")).send().await.unwrap();
+    upstream.respond(
+        "/Observation",
+        Canned::resource(&upstream.searchset("Observation", 3)),
+    );
+    let response = client()
+        .get(gw.url("/Observation?patient=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let length: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let bytes = response.bytes().await.unwrap();
     assert_eq!(length, bytes.len());
     let bundle: Value = serde_json::from_slice(&bytes).unwrap();
     for link in bundle["link"].as_array().unwrap() {
-        assert!(link["url"].as_str().unwrap().starts_with(PUBLIC_BASE), "{link}");
+        assert!(
+            link["url"].as_str().unwrap().starts_with(PUBLIC_BASE),
+            "{link}"
+        );
     }
     for entry in bundle["entry"].as_array().unwrap() {
-        assert!(entry["fullUrl"].as_str().unwrap().starts_with(PUBLIC_BASE), "{entry}");
+        assert!(
+            entry["fullUrl"].as_str().unwrap().starts_with(PUBLIC_BASE),
+            "{entry}"
+        );
         // Resource content is the upstream's, untouched.
-        assert!(entry["resource"]["text"]["div"].as_str().unwrap().contains(&upstream.base_url()));
+        assert!(
+            entry["resource"]["text"]["div"]
+                .as_str()
+                .unwrap()
+                .contains(&upstream.base_url())
+        );
     }
     // Bundles must arrive uncompressed to be rewritten.
-    assert!(upstream.last_request().unwrap().headers.get("accept-encoding").is_none());
+    assert!(
+        upstream
+            .last_request()
+            .unwrap()
+            .headers
+            .get("accept-encoding")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -177,7 +232,11 @@ async fn bundle_over_the_rewrite_limit_streams_unmodified() {
     let (upstream, gw) = start_with(|c| c.limits.bundle_rewrite_max = 100).await;
     let bundle = upstream.searchset("Observation", 3);
     upstream.respond("/Observation", Canned::resource(&bundle));
-    let response = client().get(gw.url("/Observation?patient=1")).send().await.unwrap();
+    let response = client()
+        .get(gw.url("/Observation?patient=1"))
+        .send()
+        .await
+        .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, bundle);
 }
@@ -185,10 +244,14 @@ async fn bundle_over_the_rewrite_limit_streams_unmodified() {
 #[tokio::test]
 async fn metadata_and_upstream_outcomes_pass_through_unchanged() {
     let (upstream, gw) = start().await;
-    let capability = json!({"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1"});
+    let capability =
+        json!({"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1"});
     upstream.respond("/metadata", Canned::resource(&capability));
     let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found", "diagnostics": "Resource Patient/404 is not known"}]});
-    upstream.respond("/Patient/404", Canned::json(StatusCode::NOT_FOUND, &outcome));
+    upstream.respond(
+        "/Patient/404",
+        Canned::json(StatusCode::NOT_FOUND, &outcome),
+    );
 
     let response = client().get(gw.url("/metadata")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -206,7 +269,10 @@ async fn a_50_mb_response_streams_through_without_buffering() {
     const FIRST: u64 = 1024 * 1024;
     let (upstream, gw) = start().await;
     let gate = Gate::new();
-    upstream.respond("/Binary/big", Canned::streaming(TOTAL).pause_after(FIRST, &gate));
+    upstream.respond(
+        "/Binary/big",
+        Canned::streaming(TOTAL).pause_after(FIRST, &gate),
+    );
 
     let mut response = client().get(gw.url("/Binary/big")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -227,4 +293,38 @@ async fn a_50_mb_response_streams_through_without_buffering() {
         received += chunk.len() as u64;
     }
     assert_eq!(received, TOTAL);
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let (upstream, gw) = start().await;
+    let client = client();
+    for i in 0..5 {
+        let response = client
+            .get(gw.url(&format!("/Patient/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(upstream.hits(), 5);
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn head_requests_get_headers_only() {
+    let (upstream, gw) = start().await;
+    upstream.respond(
+        "/Observation",
+        Canned::resource(&upstream.searchset("Observation", 2)),
+    );
+    let response = client()
+        .head(gw.url("/Observation?patient=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(upstream.last_request().unwrap().method, http::Method::HEAD);
 }

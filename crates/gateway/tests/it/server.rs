@@ -43,7 +43,10 @@ async fn http2_prior_knowledge_works() {
     let response = h2.get(gw.url("/Patient/7")).send().await.unwrap();
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["id"], "7");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["id"],
+        "7"
+    );
     // The upstream connection is HTTP/1.1 whatever the client speaks.
     assert_eq!(upstream.last_request().unwrap().target, "/fhir/Patient/7");
 }
@@ -57,9 +60,15 @@ async fn mounted_services_see_the_full_path_inside_the_transport_layers() {
             request.uri().path().to_owned(),
         )))
     });
-    let gateway = fhirgate_gateway::Gateway::new(config).unwrap().mount("/auth", service);
+    let gateway = fhirgate_gateway::Gateway::new(config)
+        .unwrap()
+        .mount("/auth", service);
     let gw = TestGateway::start_gateway(gateway).await.unwrap();
-    let response = client().get(gw.root_url("/auth/token")).send().await.unwrap();
+    let response = client()
+        .get(gw.root_url("/auth/token"))
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().contains_key("x-request-id"));
     assert_eq!(response.text().await.unwrap(), "/auth/token");
     assert_eq!(upstream.hits(), 0);
@@ -80,6 +89,9 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
     gate.open();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["id"], "slow");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["id"],
+        "slow"
+    );
     gw.shutdown().await.unwrap();
 }

@@ -203,3 +203,94 @@ async fn a_hung_redis_costs_at_most_the_timeout() {
     server.resume();
     until_shared(&limiter, "app").await;
 }
+
+/// Collects formatted log lines; `set_default` is per thread, so the test runs on a
+/// current-thread runtime.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn lines_with(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn outage_and_recovery_are_logged_once_each() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let limiter = shared(&server, "[{name: c, key: client_id, per_second: 100}]", "");
+    assert!(!limiter.check(&read("app")).await.from_fallback());
+    server.kill();
+    for _ in 0..50 {
+        assert!(limiter.check(&read("app")).await.from_fallback());
+    }
+    server.restart();
+    until_shared(&limiter, "app").await;
+
+    assert_eq!(
+        logs.lines_with("redis unreachable; rate limiting falls back"),
+        1
+    );
+    assert_eq!(logs.lines_with("redis reachable again"), 1);
+    assert_eq!(
+        logs.lines_with("WARN"),
+        2,
+        "no log line per request during the outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lua_script_answers_exactly_like_the_local_limiter() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Emission intervals of whole seconds, so the few milliseconds the Redis clock moves
+    // during the test cannot change any rounded figure.
+    let rules = "[{name: c, key: client_id, per_minute: 10, per_hour: 30, weights: {search-type: 3}}, \
+                 {name: i, key: ip, per_minute: 12}]";
+    let headers = "headers: {x_ratelimit: true}";
+    let redis = shared(&server, rules, headers);
+    let (local, _clock) = crate::support::local_limiter(&format!("rules: {rules}\n{headers}"));
+    let search = fhirgate_ratelimit::RequestKeyInput {
+        interaction: "search-type",
+        ..read("app")
+    };
+    for step in 0..20 {
+        let req = if step % 3 == 1 { search } else { read("app") };
+        let (r, l) = (redis.check(&req).await, local.check(&req).await);
+        assert!(!r.from_fallback());
+        assert_eq!(
+            r.is_allowed(),
+            l.is_allowed(),
+            "step {step}: {r:?} vs {l:?}"
+        );
+        assert_eq!(r.headers(), l.headers(), "step {step}");
+    }
+    assert!(
+        redis.stats().snapshot().rejected > 0,
+        "the sequence reached the limits"
+    );
+}

@@ -38,35 +38,54 @@ struct Entry {
 }
 
 fn invalid_entry(i: usize, what: &str, field: &str) -> StoreError {
-    StoreError::invalid(format!("Bundle.entry[{i}]: {what}"), Some(&format!("Bundle.entry[{i}].{field}")))
+    StoreError::invalid(
+        format!("Bundle.entry[{i}]: {what}"),
+        Some(&format!("Bundle.entry[{i}].{field}")),
+    )
 }
 
 fn entries(bundle: &Value) -> Result<(Kind, Vec<Entry>)> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(StoreError::invalid("POST to the base needs a Bundle", Some("resourceType")));
+        return Err(StoreError::invalid(
+            "POST to the base needs a Bundle",
+            Some("resourceType"),
+        ));
     }
     let kind = match bundle.get("type").and_then(Value::as_str) {
         Some("batch") => Kind::Batch,
         Some("transaction") => Kind::Transaction,
         other => {
             return Err(StoreError::invalid(
-                format!("Bundle.type must be batch or transaction, not {}", other.unwrap_or("missing")),
+                format!(
+                    "Bundle.type must be batch or transaction, not {}",
+                    other.unwrap_or("missing")
+                ),
                 Some("Bundle.type"),
             ));
         }
     };
-    let raw = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let raw = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if raw.len() > MAX_ENTRIES {
-        return Err(StoreError::TooCostly(format!("a Bundle may carry at most {MAX_ENTRIES} entries")));
+        return Err(StoreError::TooCostly(format!(
+            "a Bundle may carry at most {MAX_ENTRIES} entries"
+        )));
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, e) in raw.iter().enumerate() {
-        let req = e.get("request").ok_or_else(|| invalid_entry(i, "request is missing", "request"))?;
+        let req = e
+            .get("request")
+            .ok_or_else(|| invalid_entry(i, "request is missing", "request"))?;
         let method = req
             .get("method")
             .and_then(Value::as_str)
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-            .ok_or_else(|| invalid_entry(i, "request.method is missing or invalid", "request.method"))?;
+            .ok_or_else(|| {
+                invalid_entry(i, "request.method is missing or invalid", "request.method")
+            })?;
         let url = req
             .get("url")
             .and_then(Value::as_str)
@@ -78,14 +97,21 @@ fn entries(bundle: &Value) -> Result<(Kind, Vec<Entry>)> {
             url,
             full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_owned),
             resource: e.get("resource").cloned(),
-            cond: Conditions { if_match: s("ifMatch"), if_none_exist: s("ifNoneExist") },
+            cond: Conditions {
+                if_match: s("ifMatch"),
+                if_none_exist: s("ifNoneExist"),
+            },
         });
     }
     Ok((kind, out))
 }
 
 fn to_op(e: Entry, base: &str) -> Result<Op> {
-    let url = e.url.strip_prefix(base).map(|u| u.trim_start_matches('/')).unwrap_or(&e.url);
+    let url = e
+        .url
+        .strip_prefix(base)
+        .map(|u| u.trim_start_matches('/'))
+        .unwrap_or(&e.url);
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let body = match e.resource {
         Some(v) => Body::Json(v),
@@ -125,7 +151,9 @@ fn rewrite_refs(v: &mut Value, map: &HashMap<String, String>, conn: &Connection)
             }
             Ok(())
         }
-        Value::Array(items) => items.iter_mut().try_for_each(|i| rewrite_refs(i, map, conn)),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|i| rewrite_refs(i, map, conn)),
         _ => Ok(()),
     }
 }
@@ -139,7 +167,11 @@ fn status_line(code: u16) -> String {
 fn response_entry(res: &OpResult, base: &str, ret: Return) -> Value {
     match res {
         OpResult::Resource { stored, .. } | OpResult::Existing { stored } => {
-            let status = if let OpResult::Resource { status, .. } = res { *status } else { 200 };
+            let status = if let OpResult::Resource { status, .. } = res {
+                *status
+            } else {
+                200
+            };
             let mut e = json!({
                 "response": {
                     "status": status_line(status),
@@ -165,7 +197,13 @@ fn response_entry(res: &OpResult, base: &str, ret: Return) -> Value {
                 "response": { "status": status_line(200) }
             })
         }
-        OpResult::History { entries, total, count, offset, link_path } => {
+        OpResult::History {
+            entries,
+            total,
+            count,
+            offset,
+            link_path,
+        } => {
             let body = super::response::history(entries, *total, *count, *offset, base, link_path);
             json!({
                 "resource": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
@@ -197,7 +235,9 @@ pub fn process(store: &Store, bundle: &Value, base: &str, ret: Return) -> Result
             .map(|e| {
                 let res = to_op(e, base).and_then(|op| {
                     if matches!(op, Op::Bundle(_)) {
-                        return Err(StoreError::NotSupported("nested Bundles are not supported".into()));
+                        return Err(StoreError::NotSupported(
+                            "nested Bundles are not supported".into(),
+                        ));
                     }
                     if op.writes() {
                         store.write(|c| execute(c, op))
@@ -225,13 +265,20 @@ pub fn process(store: &Store, bundle: &Value, base: &str, ret: Return) -> Result
     }))
 }
 
-fn transaction(conn: &Connection, mut list: Vec<Entry>, base: &str, ret: Return) -> Result<Vec<Value>> {
+fn transaction(
+    conn: &Connection,
+    mut list: Vec<Entry>,
+    base: &str,
+    ret: Return,
+) -> Result<Vec<Value>> {
     // Pass 1: decide the id of every created resource, so references can point at it.
     let mut map = HashMap::new();
     let mut preassigned: Vec<Option<String>> = vec![None; list.len()];
     for (i, e) in list.iter().enumerate() {
         let path = e.url.split('?').next().unwrap_or("").trim_matches('/');
-        let Some(full_url) = &e.full_url else { continue };
+        let Some(full_url) = &e.full_url else {
+            continue;
+        };
         if e.method == Method::POST {
             let t = path.to_owned();
             let existing = match &e.cond.if_none_exist {
@@ -256,13 +303,18 @@ fn transaction(conn: &Connection, mut list: Vec<Entry>, base: &str, ret: Return)
     let mut slots: Vec<Option<Entry>> = list.into_iter().map(Some).collect();
     let mut out = vec![Value::Null; slots.len()];
     for i in order {
-        let Some(e) = slots.get_mut(i).and_then(Option::take) else { continue };
+        let Some(e) = slots.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
         let mut op = to_op(e, base).map_err(|err| at_entry(i, err))?;
         if let Op::Create { id, .. } = &mut op {
             *id = preassigned.get(i).cloned().flatten();
         }
         if matches!(op, Op::Bundle(_) | Op::Capabilities) {
-            return Err(at_entry(i, StoreError::NotSupported("not allowed in a transaction".into())));
+            return Err(at_entry(
+                i,
+                StoreError::NotSupported("not allowed in a transaction".into()),
+            ));
         }
         let res = execute(conn, op).map_err(|err| at_entry(i, err))?;
         if let Some(slot) = out.get_mut(i) {
@@ -275,16 +327,27 @@ fn transaction(conn: &Connection, mut list: Vec<Entry>, base: &str, ret: Return)
 /// Say which entry failed, keeping the error's status and code.
 fn at_entry(i: usize, err: StoreError) -> StoreError {
     match err {
-        StoreError::Invalid { code, diagnostics, expression } => StoreError::Invalid {
+        StoreError::Invalid {
+            code,
+            diagnostics,
+            expression,
+        } => StoreError::Invalid {
             code,
             diagnostics: format!("Bundle.entry[{i}]: {diagnostics}"),
             expression: Some(match expression {
-                Some(e) => format!("Bundle.entry[{i}].resource.{}", e.split_once('.').map_or(e.as_str(), |(_, rest)| rest)),
+                Some(e) => format!(
+                    "Bundle.entry[{i}].resource.{}",
+                    e.split_once('.').map_or(e.as_str(), |(_, rest)| rest)
+                ),
                 None => format!("Bundle.entry[{i}]"),
             }),
         },
-        StoreError::PreconditionFailed(m) => StoreError::PreconditionFailed(format!("Bundle.entry[{i}]: {m}")),
-        StoreError::MultipleMatches(m) => StoreError::MultipleMatches(format!("Bundle.entry[{i}]: {m}")),
+        StoreError::PreconditionFailed(m) => {
+            StoreError::PreconditionFailed(format!("Bundle.entry[{i}]: {m}"))
+        }
+        StoreError::MultipleMatches(m) => {
+            StoreError::MultipleMatches(format!("Bundle.entry[{i}]: {m}"))
+        }
         StoreError::NotSupported(m) => StoreError::NotSupported(format!("Bundle.entry[{i}]: {m}")),
         other => other,
     }

@@ -7,7 +7,14 @@ use crate::fhir::resource_type::ALL;
 use crate::search_params::params_for;
 
 const TYPE_INTERACTIONS: &[&str] = &[
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
     "search-type",
 ];
 

@@ -44,7 +44,12 @@ pub fn router(store: Store, base_url: &str) -> Router {
         .map(|u| u.path().trim_end_matches('/').to_owned())
         .unwrap_or_default();
     let capability = capability::capability_statement(&base_url).to_string();
-    let app = Arc::new(App { store, base_url, base_path, capability });
+    let app = Arc::new(App {
+        store,
+        base_url,
+        base_path,
+        capability,
+    });
     Router::new().fallback(handle).with_state(app)
 }
 
@@ -60,7 +65,7 @@ pub async fn serve(
         .await
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -75,10 +80,14 @@ async fn handle_inner(app: &Arc<App>, req: Request) -> Result<Response, StoreErr
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let Some(rel) = path.strip_prefix(app.base_path.as_str()) else {
-        return Err(StoreError::NotSupported(format!("{path} is outside the FHIR base")));
+        return Err(StoreError::NotSupported(format!(
+            "{path} is outside the FHIR base"
+        )));
     };
     if !rel.is_empty() && !rel.starts_with('/') {
-        return Err(StoreError::NotSupported(format!("{path} is outside the FHIR base")));
+        return Err(StoreError::NotSupported(format!(
+            "{path} is outside the FHIR base"
+        )));
     }
     let rel = percent_decode(rel.trim_start_matches('/'));
     let query = parts.uri.query().unwrap_or("").to_owned();
@@ -102,9 +111,10 @@ async fn handle_inner(app: &Arc<App>, req: Request) -> Result<Response, StoreErr
         )
             .into_response());
     } else {
-        Body::Json(serde_json::from_slice(&bytes).map_err(|e| {
-            StoreError::structure(format!("the body is not valid JSON: {e}"))
-        })?)
+        Body::Json(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::structure(format!("the body is not valid JSON: {e}")))?,
+        )
     };
 
     let op = parse::parse(
@@ -121,9 +131,10 @@ async fn handle_inner(app: &Arc<App>, req: Request) -> Result<Response, StoreErr
         Op::Bundle(bundle) => {
             let store = app.store.clone();
             let base = app.base_url.clone();
-            let out = tokio::task::spawn_blocking(move || bundle::process(&store, &bundle, &base, ret))
-                .await
-                .map_err(|_| StoreError::Worker)??;
+            let out =
+                tokio::task::spawn_blocking(move || bundle::process(&store, &bundle, &base, ret))
+                    .await
+                    .map_err(|_| StoreError::Worker)??;
             Ok(response::json_body(StatusCode::OK, out.to_string()))
         }
         op => {
@@ -153,9 +164,12 @@ async fn handle_inner(app: &Arc<App>, req: Request) -> Result<Response, StoreErr
 /// `If-None-Match` (takes precedence) or `If-Modified-Since` say the client's copy is current.
 fn not_modified(h: &HeaderMap, stored: &crate::ops::Stored) -> bool {
     if let Some(inm) = header_str(h, header::IF_NONE_MATCH) {
-        return inm.split(',').any(|t| t.trim() == "*" || op::parse_etag(t) == Some(stored.version));
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || op::parse_etag(t) == Some(stored.version));
     }
-    if let Some(ims) = header_str(h, header::IF_MODIFIED_SINCE).and_then(fhirtime::parse_http_date) {
+    if let Some(ims) = header_str(h, header::IF_MODIFIED_SINCE).and_then(fhirtime::parse_http_date)
+    {
         return stored.updated_ms / 1000 <= ims / 1000;
     }
     false

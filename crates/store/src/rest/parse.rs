@@ -6,9 +6,9 @@ use serde_json::Value;
 use super::op::{Op, paging, parse_etag};
 use crate::error::{Result, StoreError};
 use crate::fhir::resource_type::is_valid_id;
+use crate::fhirtime;
 use crate::ops::{self, HistoryScope};
 use crate::search::{SearchRequest, parse_query};
-use crate::fhirtime;
 
 /// A request body, already decoded by content type.
 #[derive(Debug)]
@@ -29,7 +29,10 @@ pub struct Conditions {
 impl Conditions {
     pub fn from_headers(h: &HeaderMap) -> Self {
         let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Conditions { if_match: get("if-match"), if_none_exist: get("if-none-exist") }
+        Conditions {
+            if_match: get("if-match"),
+            if_none_exist: get("if-none-exist"),
+        }
     }
 }
 
@@ -41,7 +44,10 @@ fn check_id(rtype: &str, id: &str) -> Result<String> {
     if is_valid_id(id) {
         Ok(id.to_owned())
     } else {
-        Err(StoreError::NotFound { rtype: rtype.to_owned(), id: id.to_owned() })
+        Err(StoreError::NotFound {
+            rtype: rtype.to_owned(),
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -56,7 +62,9 @@ fn if_match(c: &Conditions) -> Result<Option<i64>> {
     c.if_match
         .as_deref()
         .map(|v| {
-            parse_etag(v).ok_or_else(|| StoreError::PreconditionFailed(format!("If-Match '{v}' is not a version ETag")))
+            parse_etag(v).ok_or_else(|| {
+                StoreError::PreconditionFailed(format!("If-Match '{v}' is not a version ETag"))
+            })
         })
         .transpose()
 }
@@ -73,7 +81,13 @@ fn history(scope: HistoryScope, query: &str, link_path: String) -> Result<Op> {
                 .ok_or_else(|| StoreError::invalid("_since must be a FHIR instant", Some("_since")))
         })
         .transpose()?;
-    Ok(Op::History { scope, since, count, offset, link_path })
+    Ok(Op::History {
+        scope,
+        since,
+        count,
+        offset,
+        link_path,
+    })
 }
 
 /// Turn one request into an [`Op`]. `path` is relative to the base, without leading `/`.
@@ -87,7 +101,10 @@ pub fn parse(
     base_url: &str,
 ) -> Result<Op> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let search = |rtype: Option<String>, compartment: Option<String>, query: String, link_path: String| Op::Search {
+    let search = |rtype: Option<String>,
+                  compartment: Option<String>,
+                  query: String,
+                  link_path: String| Op::Search {
         req: SearchRequest {
             rtype,
             params: parse_query(&query),
@@ -102,7 +119,12 @@ pub fn parse(
         ("GET", ["metadata"]) => Ok(Op::Capabilities),
         ("POST", []) => Ok(Op::Bundle(json(body)?)),
         ("GET", ["_history"]) => history(HistoryScope::System, query, "_history".into()),
-        ("GET", [t]) => Ok(search(Some(check_type(t)?), None, query.to_owned(), (*t).to_owned())),
+        ("GET", [t]) => Ok(search(
+            Some(check_type(t)?),
+            None,
+            query.to_owned(),
+            (*t).to_owned(),
+        )),
         ("POST", [t, "_search"]) => {
             let mut q = query.to_owned();
             if let Body::Form(form) = body
@@ -126,30 +148,52 @@ pub fn parse(
             query: query.to_owned(),
             resource: json(body)?,
         }),
-        ("DELETE", [t]) if !query.is_empty() => {
-            Ok(Op::ConditionalDelete { rtype: check_type(t)?, query: query.to_owned() })
-        }
+        ("DELETE", [t]) if !query.is_empty() => Ok(Op::ConditionalDelete {
+            rtype: check_type(t)?,
+            query: query.to_owned(),
+        }),
         ("GET", [t, "_history"]) => {
             let t = check_type(t)?;
-            history(HistoryScope::Type(t.clone()), query, format!("{t}/_history"))
+            history(
+                HistoryScope::Type(t.clone()),
+                query,
+                format!("{t}/_history"),
+            )
         }
         ("GET", [t, id]) => {
             let rtype = check_type(t)?;
-            Ok(Op::Read { id: check_id(&rtype, id)?, rtype })
+            Ok(Op::Read {
+                id: check_id(&rtype, id)?,
+                rtype,
+            })
         }
         ("PUT", [t, id]) => {
             let rtype = check_type(t)?;
-            Ok(Op::Update { id: check_id(&rtype, id)?, rtype, resource: json(body)?, if_match: if_match(cond)? })
+            Ok(Op::Update {
+                id: check_id(&rtype, id)?,
+                rtype,
+                resource: json(body)?,
+                if_match: if_match(cond)?,
+            })
         }
         ("PATCH", [t, id]) => {
             let rtype = check_type(t)?;
             let patch: json_patch::Patch = serde_json::from_value(json(body)?)
                 .map_err(|e| StoreError::structure(format!("not a JSON Patch document: {e}")))?;
-            Ok(Op::Patch { id: check_id(&rtype, id)?, rtype, patch, if_match: if_match(cond)? })
+            Ok(Op::Patch {
+                id: check_id(&rtype, id)?,
+                rtype,
+                patch,
+                if_match: if_match(cond)?,
+            })
         }
         ("DELETE", [t, id]) => {
             let rtype = check_type(t)?;
-            Ok(Op::Delete { id: check_id(&rtype, id)?, rtype, if_match: if_match(cond)? })
+            Ok(Op::Delete {
+                id: check_id(&rtype, id)?,
+                rtype,
+                if_match: if_match(cond)?,
+            })
         }
         ("GET", [t, id, "_history"]) => {
             let rtype = check_type(t)?;
@@ -159,7 +203,11 @@ pub fn parse(
         }
         ("GET", [t, id, "_history", vid]) => {
             let rtype = check_type(t)?;
-            Ok(Op::Vread { id: check_id(&rtype, id)?, rtype, vid: (*vid).to_owned() })
+            Ok(Op::Vread {
+                id: check_id(&rtype, id)?,
+                rtype,
+                vid: (*vid).to_owned(),
+            })
         }
         ("GET" | "POST", ["Patient", id, "$everything"]) => {
             let id = check_id("Patient", id)?;

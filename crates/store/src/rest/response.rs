@@ -26,7 +26,9 @@ pub enum Return {
 
 impl Return {
     pub fn from_prefer(prefer: Option<&str>) -> Self {
-        let Some(p) = prefer else { return Return::default() };
+        let Some(p) = prefer else {
+            return Return::default();
+        };
         if p.contains("return=minimal") {
             Return::Minimal
         } else if p.contains("return=OperationOutcome") {
@@ -40,13 +42,17 @@ impl Return {
 fn fhir_response(status: StatusCode, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
 }
 
 /// The one place a store error becomes a response.
 pub fn error_response(err: &StoreError) -> Response {
-    if matches!(err, StoreError::Db(_) | StoreError::Io(_) | StoreError::Worker) {
+    if matches!(
+        err,
+        StoreError::Db(_) | StoreError::Io(_) | StoreError::Worker
+    ) {
         tracing::error!(error = %err, "store request failed");
     }
     fhir_response(err.status(), err.to_outcome().to_bytes())
@@ -102,7 +108,13 @@ pub fn result(res: OpResult, base: &str, ret: Return, write: bool) -> Response {
         OpResult::Searchset { result, link_path } => {
             fhir_response(StatusCode::OK, searchset(&result, base, &link_path))
         }
-        OpResult::History { entries, total, count, offset, link_path } => fhir_response(
+        OpResult::History {
+            entries,
+            total,
+            count,
+            offset,
+            link_path,
+        } => fhir_response(
             StatusCode::OK,
             history(&entries, total, count, offset, base, &link_path),
         ),
@@ -163,8 +175,12 @@ fn subset(body: &str, elements: &[String]) -> String {
     let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(body) else {
         return body.to_owned();
     };
-    obj.retain(|k, _| matches!(k.as_str(), "resourceType" | "id" | "meta") || elements.iter().any(|e| e == k));
-    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+    obj.retain(|k, _| {
+        matches!(k.as_str(), "resourceType" | "id" | "meta") || elements.iter().any(|e| e == k)
+    });
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
     if let Some(meta) = meta.as_object_mut() {
         let tag = serde_json::json!({
             "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -182,13 +198,27 @@ fn subset(body: &str, elements: &[String]) -> String {
 
 /// A `searchset` Bundle with self/next/previous links.
 pub fn searchset(res: &SearchResult, base: &str, link_path: &str) -> String {
-    let mut links = vec![("self", page_url(base, link_path, &res.link_params, res.offset))];
+    let mut links = vec![(
+        "self",
+        page_url(base, link_path, &res.link_params, res.offset),
+    )];
     if !res.summary_count {
         if res.has_next {
-            links.push(("next", page_url(base, link_path, &res.link_params, res.offset + res.count)));
+            links.push((
+                "next",
+                page_url(base, link_path, &res.link_params, res.offset + res.count),
+            ));
         }
         if res.offset > 0 {
-            links.push(("previous", page_url(base, link_path, &res.link_params, res.offset.saturating_sub(res.count))));
+            links.push((
+                "previous",
+                page_url(
+                    base,
+                    link_path,
+                    &res.link_params,
+                    res.offset.saturating_sub(res.count),
+                ),
+            ));
         }
     }
     let mut out = bundle_head("searchset", res.total, &links);
@@ -200,7 +230,11 @@ pub fn searchset(res: &SearchResult, base: &str, link_path: &str) -> String {
             out.push(',');
         }
         first = false;
-        let body = if res.elements.is_empty() || mode != "match" { body.clone() } else { subset(body, &res.elements) };
+        let body = if res.elements.is_empty() || mode != "match" {
+            body.clone()
+        } else {
+            subset(body, &res.elements)
+        };
         out.push_str(&format!(
             "{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"{mode}\"}}}}",
             js(&format!("{base}/{}/{}", s.rtype, s.id)),
@@ -236,14 +270,24 @@ pub fn searchset(res: &SearchResult, base: &str, link_path: &str) -> String {
 }
 
 /// A `history` Bundle, newest first.
-pub fn history(entries: &[HistoryEntry], total: i64, count: usize, offset: usize, base: &str, link_path: &str) -> String {
+pub fn history(
+    entries: &[HistoryEntry],
+    total: i64,
+    count: usize,
+    offset: usize,
+    base: &str,
+    link_path: &str,
+) -> String {
     let params = vec![("_count".to_owned(), count.to_string())];
     let mut links = vec![("self", page_url(base, link_path, &params, offset))];
     if i64::try_from(offset + count).unwrap_or(i64::MAX) < total {
         links.push(("next", page_url(base, link_path, &params, offset + count)));
     }
     if offset > 0 {
-        links.push(("previous", page_url(base, link_path, &params, offset.saturating_sub(count))));
+        links.push((
+            "previous",
+            page_url(base, link_path, &params, offset.saturating_sub(count)),
+        ));
     }
     let mut out = bundle_head("history", Some(total), &links);
     out.push_str(",\"entry\":[");
@@ -252,13 +296,20 @@ pub fn history(entries: &[HistoryEntry], total: i64, count: usize, offset: usize
             out.push(',');
         }
         let s = &e.stored;
-        let url = if e.method == "POST" { s.rtype.clone() } else { format!("{}/{}", s.rtype, s.id) };
+        let url = if e.method == "POST" {
+            s.rtype.clone()
+        } else {
+            format!("{}/{}", s.rtype, s.id)
+        };
         let status = match e.method.as_str() {
             "POST" => "201 Created",
             "DELETE" => "204 No Content",
             _ => "200 OK",
         };
-        out.push_str(&format!("{{\"fullUrl\":{}", js(&format!("{base}/{}/{}", s.rtype, s.id))));
+        out.push_str(&format!(
+            "{{\"fullUrl\":{}",
+            js(&format!("{base}/{}/{}", s.rtype, s.id))
+        ));
         if let Some(body) = &s.body {
             out.push_str(&format!(",\"resource\":{body}"));
         }

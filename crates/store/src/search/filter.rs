@@ -15,8 +15,34 @@ use crate::search_params::{self, ParamKind};
 /// A compiled condition and its bound values.
 #[derive(Debug, Clone)]
 pub struct Filter {
+    /// `r.rid IN (...)` form: SQLite builds the list once, so it suits the filter that
+    /// drives the query (the most selective one).
     pub sql: String,
+    /// Correlated `EXISTS (...)` form with the same bound values, probed per candidate row
+    /// through the `(rid, param)` indexes; used for every other filter so a broad one
+    /// (`category=laboratory`) never materialises a huge list.
+    pub exists_sql: Option<String>,
     pub args: Vec<SqlValue>,
+    /// Lower drives first: references are the most selective, negations never drive.
+    pub priority: u8,
+}
+
+impl Filter {
+    fn direct(sql: String, args: Vec<SqlValue>) -> Filter {
+        Filter { sql, exists_sql: None, args, priority: 0 }
+    }
+
+    fn indexed(table: &str, negate: bool, inner: String, args: Vec<SqlValue>, priority: u8) -> Filter {
+        let not = if negate { "NOT " } else { "" };
+        Filter {
+            sql: format!("r.rid {not}IN (SELECT rid FROM {table} WHERE {inner})"),
+            exists_sql: Some(format!(
+                "{not}EXISTS (SELECT 1 FROM {table} WHERE {table}.rid = r.rid AND {inner})"
+            )),
+            args,
+            priority: if negate { 9 } else { priority },
+        }
+    }
 }
 
 fn text(s: &str) -> SqlValue {
@@ -56,13 +82,13 @@ pub fn compile(
             "false" => false,
             _ => return Err(invalid(base, "`:missing` takes true or false")),
         };
-        return Ok(Some(Filter {
-            sql: format!(
-                "r.rid {} IN (SELECT rid FROM {table} WHERE rtype = ? AND param = ?)",
-                if missing { "NOT" } else { "" }
-            ),
+        return Ok(Some(Filter::indexed(
+            table,
+            missing,
+            "rtype = ? AND param = ?".to_owned(),
             args,
-        }));
+            8,
+        )));
     }
     let mut negate = false;
     let mut conds = Vec::new();
@@ -104,14 +130,19 @@ pub fn compile(
         };
         conds.push(cond);
     }
-    Ok(Some(Filter {
-        sql: format!(
-            "r.rid {}IN (SELECT rid FROM {table} WHERE rtype = ? AND param = ? AND ({}))",
-            if negate { "NOT " } else { "" },
-            conds.join(" OR ")
-        ),
+    let priority = match def.kind {
+        ParamKind::Reference => 1,
+        ParamKind::String => 2,
+        ParamKind::Token | ParamKind::Uri => 3,
+        ParamKind::Date | ParamKind::Number | ParamKind::Quantity => 4,
+    };
+    Ok(Some(Filter::indexed(
+        table,
+        negate,
+        format!("rtype = ? AND param = ? AND ({})", conds.join(" OR ")),
         args,
-    }))
+        priority,
+    )))
 }
 
 fn invalid(param: &str, why: &str) -> StoreError {
@@ -121,13 +152,13 @@ fn invalid(param: &str, why: &str) -> StoreError {
 fn id_filter(modifier: Option<&str>, value: &str) -> Filter {
     let ids = split_list(value);
     let marks = vec!["?"; ids.len()].join(", ");
-    Filter {
-        sql: format!(
+    Filter::direct(
+        format!(
             "r.id {}IN ({marks})",
             if modifier == Some("not") { "NOT " } else { "" }
         ),
-        args: ids.iter().map(|s| text(s)).collect(),
-    }
+        ids.iter().map(|s| text(s)).collect(),
+    )
 }
 
 fn last_updated(value: &str) -> Result<Filter> {
@@ -145,9 +176,17 @@ fn last_updated(value: &str) -> Result<Filter> {
         args.extend(a);
     }
     let body = conds.join(" OR ");
+    let sql = if negate {
+        format!("NOT ({body})")
+    } else {
+        format!("({body})")
+    };
+    // Not selective enough to drive a query.
     Ok(Filter {
-        sql: if negate { format!("NOT ({body})") } else { format!("({body})") },
+        sql,
+        exists_sql: None,
         args,
+        priority: 5,
     })
 }
 
@@ -299,7 +338,10 @@ fn reference_cond(
     };
     let local = if value.starts_with("http://") || value.starts_with("https://") {
         let base = base_url.trim_end_matches('/');
-        match value.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
+        match value
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
             Some(rest) if !base.is_empty() => rest.to_owned(),
             _ => {
                 args.push(text(value));

@@ -109,9 +109,9 @@ pub fn search(conn: &Connection, req: &SearchRequest) -> Result<SearchResult> {
                     .min(MAX_COUNT);
             }
             "_offset" => {
-                out.offset = value
-                    .parse()
-                    .map_err(|_| StoreError::invalid("_offset must be a number", Some("_offset")))?;
+                out.offset = value.parse().map_err(|_| {
+                    StoreError::invalid("_offset must be a number", Some("_offset"))
+                })?;
             }
             "_sort" => {
                 for key in value.split(',').filter(|k| !k.is_empty()) {
@@ -176,9 +176,22 @@ pub fn search(conn: &Connection, req: &SearchRequest) -> Result<SearchResult> {
         sql_where.push_str(" AND r.rtype = ?");
         args.push(SqlValue::Text(t.to_owned()));
     }
+    filters.sort_by_key(|f| f.priority);
+    let mut driving = true;
     for f in &filters {
         sql_where.push_str(" AND ");
-        sql_where.push_str(&f.sql);
+        match (&f.exists_sql, driving) {
+            (Some(exists), false) => sql_where.push_str(exists),
+            (Some(_), true) => {
+                sql_where.push_str(&f.sql);
+                driving = false;
+            }
+            (None, _) => {
+                sql_where.push_str(&f.sql);
+                // `_id` and compartment lists are small: let them drive.
+                driving &= f.priority != 0;
+            }
+        }
         args.extend(f.args.iter().cloned());
     }
 
@@ -258,7 +271,9 @@ pub fn search(conn: &Connection, req: &SearchRequest) -> Result<SearchResult> {
 
 fn count(conn: &Connection, sql_where: &str, args: &[SqlValue]) -> Result<i64> {
     Ok(conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM resources r WHERE {sql_where}"))?
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM resources r WHERE {sql_where}"
+        ))?
         .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
 }
 
@@ -290,7 +305,7 @@ fn compartment_filter(rtype: Option<&str>, patient: &str) -> Result<Filter> {
         args.push(SqlValue::Text(patient.to_owned()));
     }
     sql.push(')');
-    Ok(Filter { sql, args })
+    Ok(Filter { sql, exists_sql: None, args, priority: 0 })
 }
 
 /// `_include=Source:param[:Target]`.
@@ -303,41 +318,60 @@ fn include(
 ) -> Result<()> {
     let mut parts = spec.split(':');
     let (Some(source), Some(param)) = (parts.next(), parts.next()) else {
-        out.warnings.push(format!("_include={spec} is not Source:param[:Target]"));
+        out.warnings
+            .push(format!("_include={spec} is not Source:param[:Target]"));
         return Ok(());
     };
     let target = parts.next();
     if rtype != Some(source) || search_params::lookup(source, param).is_none() || rids.is_empty() {
         if rtype != Some(source) || search_params::lookup(source, param).is_none() {
-            out.warnings.push(format!("_include={spec} is not supported"));
+            out.warnings
+                .push(format!("_include={spec} is not supported"));
         }
         return Ok(());
     }
-    let rid_list = rids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let rid_list = rids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let sql = format!(
         "SELECT DISTINCT x.rtype, x.id, x.version, x.updated_ms, x.body FROM idx_ref i \
          JOIN resources x ON x.rtype = i.target_type AND x.id = i.target_id \
          WHERE i.rid IN ({rid_list}) AND i.param = ?1 AND x.deleted = 0 \
          AND (?2 IS NULL OR i.target_type = ?2) LIMIT {MAX_INCLUDED}"
     );
-    push_included(conn, &sql, &[SqlValue::Text(param.to_owned()), target.map_or(SqlValue::Null, |t| SqlValue::Text(t.to_owned()))], out)
+    push_included(
+        conn,
+        &sql,
+        &[
+            SqlValue::Text(param.to_owned()),
+            target.map_or(SqlValue::Null, |t| SqlValue::Text(t.to_owned())),
+        ],
+        out,
+    )
 }
 
 /// `_revinclude=Source:param`: resources of type Source whose `param` points at a match.
 fn revinclude(conn: &Connection, spec: &str, out: &mut SearchResult) -> Result<()> {
     let mut parts = spec.split(':');
     let (Some(source), Some(param)) = (parts.next(), parts.next()) else {
-        out.warnings.push(format!("_revinclude={spec} is not Source:param"));
+        out.warnings
+            .push(format!("_revinclude={spec} is not Source:param"));
         return Ok(());
     };
     if search_params::lookup(source, param).is_none() {
-        out.warnings.push(format!("_revinclude={spec} is not supported"));
+        out.warnings
+            .push(format!("_revinclude={spec} is not supported"));
         return Ok(());
     }
     if out.matches.is_empty() {
         return Ok(());
     }
-    let mut args = vec![SqlValue::Text(source.to_owned()), SqlValue::Text(param.to_owned())];
+    let mut args = vec![
+        SqlValue::Text(source.to_owned()),
+        SqlValue::Text(param.to_owned()),
+    ];
     let mut keys = Vec::new();
     for m in &out.matches {
         keys.push("(?, ?)");
@@ -354,7 +388,12 @@ fn revinclude(conn: &Connection, spec: &str, out: &mut SearchResult) -> Result<(
     push_included(conn, &sql, &args, out)
 }
 
-fn push_included(conn: &Connection, sql: &str, args: &[SqlValue], out: &mut SearchResult) -> Result<()> {
+fn push_included(
+    conn: &Connection,
+    sql: &str,
+    args: &[SqlValue],
+    out: &mut SearchResult,
+) -> Result<()> {
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         Ok(Stored {
@@ -367,7 +406,11 @@ fn push_included(conn: &Connection, sql: &str, args: &[SqlValue], out: &mut Sear
     })?;
     for s in rows {
         let s = s?;
-        let dup = out.matches.iter().chain(out.included.iter()).any(|m| m.rtype == s.rtype && m.id == s.id);
+        let dup = out
+            .matches
+            .iter()
+            .chain(out.included.iter())
+            .any(|m| m.rtype == s.rtype && m.id == s.id);
         if !dup && out.included.len() < MAX_INCLUDED {
             out.included.push(s);
         }
@@ -377,10 +420,19 @@ fn push_included(conn: &Connection, sql: &str, args: &[SqlValue], out: &mut Sear
 
 /// Ids of `rtype` resources matching `query` (conditional create/update/delete and
 /// conditional references); at most `limit`.
-pub fn matching_ids(conn: &Connection, rtype: &str, query: &str, limit: usize) -> Result<Vec<String>> {
+pub fn matching_ids(
+    conn: &Connection,
+    rtype: &str,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<String>> {
     let mut req = SearchRequest::new(rtype, query);
     req.strict = true;
     req.params.retain(|(k, _)| k != "_count");
     req.params.push(("_count".into(), limit.to_string()));
-    Ok(search(conn, &req)?.matches.into_iter().map(|m| m.id).collect())
+    Ok(search(conn, &req)?
+        .matches
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
 }

@@ -84,9 +84,9 @@ pub fn parse_number(text: &str) -> Option<(f64, f64, f64)> {
     if !v.is_finite() {
         return None;
     }
-    let decimals = text
-        .split_once('.')
-        .map_or(0, |(_, f)| f.chars().take_while(char::is_ascii_digit).count());
+    let decimals = text.split_once('.').map_or(0, |(_, f)| {
+        f.chars().take_while(char::is_ascii_digit).count()
+    });
     let half = 0.5 * 10f64.powi(-i32::try_from(decimals).unwrap_or(0));
     Some((v, v - half, v + half))
 }
@@ -104,15 +104,42 @@ mod tests {
 
     #[test]
     fn lists_split_on_unescaped_commas() {
-        assert_eq!(split_list(r"a,b\,c"), vec!["a".to_owned(), "b,c".to_owned()]);
+        assert_eq!(
+            split_list(r"a,b\,c"),
+            vec!["a".to_owned(), "b,c".to_owned()]
+        );
     }
 
     #[test]
     fn tokens() {
-        assert_eq!(parse_token("s|c"), Token { system: Some("s".into()), code: Some("c".into()) });
-        assert_eq!(parse_token("|c"), Token { system: Some(String::new()), code: Some("c".into()) });
-        assert_eq!(parse_token("s|"), Token { system: Some("s".into()), code: None });
-        assert_eq!(parse_token("c"), Token { system: None, code: Some("c".into()) });
+        assert_eq!(
+            parse_token("s|c"),
+            Token {
+                system: Some("s".into()),
+                code: Some("c".into())
+            }
+        );
+        assert_eq!(
+            parse_token("|c"),
+            Token {
+                system: Some(String::new()),
+                code: Some("c".into())
+            }
+        );
+        assert_eq!(
+            parse_token("s|"),
+            Token {
+                system: Some("s".into()),
+                code: None
+            }
+        );
+        assert_eq!(
+            parse_token("c"),
+            Token {
+                system: None,
+                code: Some("c".into())
+            }
+        );
     }
 
     #[test]

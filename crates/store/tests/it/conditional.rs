@@ -54,7 +54,9 @@ async fn conditional_update_and_delete() {
     assert_eq!(b["id"], id.as_str());
     assert_eq!(b["meta"]["versionId"], "2");
 
-    let r = t.req(Method::DELETE, "Patient?identifier=urn:mrn|U1", None).await;
+    let r = t
+        .req(Method::DELETE, "Patient?identifier=urn:mrn|U1", None)
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (s, _) = t.get(&format!("Patient/{id}")).await;
     assert_eq!(s, StatusCode::GONE);

@@ -10,10 +10,15 @@ fn patient(family: &str) -> serde_json::Value {
 #[tokio::test]
 async fn create_assigns_id_and_version_and_returns_headers() {
     let t = TestStore::start().await;
-    let r = t.req(Method::POST, "Patient", Some(patient("Lovelace"))).await;
+    let r = t
+        .req(Method::POST, "Patient", Some(patient("Lovelace")))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(loc.starts_with(&format!("{}/Patient/", t.base)) && loc.ends_with("/_history/1"), "{loc}");
+    assert!(
+        loc.starts_with(&format!("{}/Patient/", t.base)) && loc.ends_with("/_history/1"),
+        "{loc}"
+    );
     assert_eq!(r.headers()["etag"], "W/\"1\"");
     assert!(r.headers().contains_key("last-modified"));
     let body: serde_json::Value = r.json().await.unwrap();
@@ -129,11 +134,29 @@ async fn if_none_match_and_if_modified_since_give_304() {
     let r = t.req(Method::GET, &format!("Patient/{id}"), None).await;
     let last_modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
 
-    let r = t.client.get(t.url(&format!("Patient/{id}"))).header("if-none-match", "W/\"1\"").send().await.unwrap();
+    let r = t
+        .client
+        .get(t.url(&format!("Patient/{id}")))
+        .header("if-none-match", "W/\"1\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
-    let r = t.client.get(t.url(&format!("Patient/{id}"))).header("if-none-match", "W/\"7\"").send().await.unwrap();
+    let r = t
+        .client
+        .get(t.url(&format!("Patient/{id}")))
+        .header("if-none-match", "W/\"7\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t.client.get(t.url(&format!("Patient/{id}"))).header("if-modified-since", &last_modified).send().await.unwrap();
+    let r = t
+        .client
+        .get(t.url(&format!("Patient/{id}")))
+        .header("if-modified-since", &last_modified)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     let r = t
         .client
@@ -218,12 +241,23 @@ async fn json_patch_updates_and_bad_patch_is_rejected() {
 #[tokio::test]
 async fn validation_errors_name_the_element() {
     let t = TestStore::start().await;
-    let r = t.client.post(t.url("Patient")).body("{not json").send().await.unwrap();
+    let r = t
+        .client
+        .post(t.url("Patient"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(issue_code(&b), "structure");
 
-    let (s, b) = t.post("Patient", json!({"resourceType": "Observation", "status": "final"})).await;
+    let (s, b) = t
+        .post(
+            "Patient",
+            json!({"resourceType": "Observation", "status": "final"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["issue"][0]["expression"][0], "resourceType");
 
@@ -231,15 +265,23 @@ async fn validation_errors_name_the_element() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(issue_code(&b), "invalid");
 
-    let (s, b) = t.put("Patient/a", json!({"resourceType": "Patient", "id": "b"})).await;
+    let (s, b) = t
+        .put("Patient/a", json!({"resourceType": "Patient", "id": "b"}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["issue"][0]["expression"][0], "Patient.id");
 
     let (s, b) = t
-        .post("Observation", json!({"resourceType": "Observation", "status": "final", "subject": {"reference": 42}}))
+        .post(
+            "Observation",
+            json!({"resourceType": "Observation", "status": "final", "subject": {"reference": 42}}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(b["issue"][0]["expression"][0], "Observation.subject.reference");
+    assert_eq!(
+        b["issue"][0]["expression"][0],
+        "Observation.subject.reference"
+    );
 
     // References to absent resources are allowed.
     let (s, _) = t
@@ -265,9 +307,26 @@ async fn capability_statement_lists_what_is_supported() {
         .iter()
         .find(|r| r["type"] == "Observation")
         .unwrap();
-    let params: Vec<&str> = obs["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert!(params.contains(&"patient") && params.contains(&"category") && params.contains(&"value-quantity"));
-    assert!(!params.contains(&"code-value-quantity"), "composite parameters are not supported");
-    let codes: Vec<&str> = cs["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    let params: Vec<&str> = obs["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        params.contains(&"patient")
+            && params.contains(&"category")
+            && params.contains(&"value-quantity")
+    );
+    assert!(
+        !params.contains(&"code-value-quantity"),
+        "composite parameters are not supported"
+    );
+    let codes: Vec<&str> = cs["rest"][0]["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
     assert_eq!(codes, ["transaction", "batch", "history-system"]);
 }

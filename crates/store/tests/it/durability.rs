@@ -6,8 +6,16 @@ use crate::TestStore;
 #[tokio::test]
 async fn everything_survives_a_restart() {
     let t = TestStore::start().await;
-    t.put("Patient/d1", json!({"resourceType": "Patient", "id": "d1", "name": [{"family": "Durable"}]})).await;
-    t.put("Patient/d1", json!({"resourceType": "Patient", "id": "d1", "name": [{"family": "Durable2"}]})).await;
+    t.put(
+        "Patient/d1",
+        json!({"resourceType": "Patient", "id": "d1", "name": [{"family": "Durable"}]}),
+    )
+    .await;
+    t.put(
+        "Patient/d1",
+        json!({"resourceType": "Patient", "id": "d1", "name": [{"family": "Durable2"}]}),
+    )
+    .await;
     let (_, created) = t.post("Observation", json!({"resourceType": "Observation", "status": "final", "code": {"text": "t"}, "subject": {"reference": "Patient/d1"}})).await;
     let obs_id = created["id"].as_str().unwrap().to_owned();
     let dir = t.stop().await;

@@ -10,7 +10,11 @@ async fn instance_type_and_system_history_newest_first() {
         t.put("Patient/h1", json!({"resourceType": "Patient", "id": "h1", "gender": "unknown", "name": [{"family": v}]})).await;
     }
     t.req(Method::DELETE, "Patient/h1", None).await;
-    t.put("Practitioner/d1", json!({"resourceType": "Practitioner", "id": "d1"})).await;
+    t.put(
+        "Practitioner/d1",
+        json!({"resourceType": "Practitioner", "id": "d1"}),
+    )
+    .await;
 
     let (s, b) = t.get("Patient/h1/_history").await;
     assert_eq!(s, StatusCode::OK);
@@ -31,7 +35,13 @@ async fn instance_type_and_system_history_newest_first() {
 
     let (_, b) = t.get("_history?_count=2").await;
     assert_eq!(b["entry"].as_array().unwrap().len(), 2);
-    assert!(b["link"].as_array().unwrap().iter().any(|l| l["relation"] == "next"));
+    assert!(
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "next")
+    );
 
     let (_, b) = t.get("_history?_since=2999-01-01").await;
     assert_eq!(b["total"], 0);

@@ -9,15 +9,26 @@ use crate::TestStore;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_generated_patients_match_what_was_generated() {
     let t = TestStore::start().await;
-    let opts = GenerateOptions { patients: 300, seed: 42 };
+    let opts = GenerateOptions {
+        patients: 300,
+        seed: 42,
+    };
     // What the generator says it produced, computed independently of the store.
     let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
     let mut labs: HashMap<String, usize> = HashMap::new();
     let mut female = 0;
     generate(opts, |v: Value| {
-        *by_type.entry(v["resourceType"].as_str().unwrap().to_owned()).or_default() += 1;
-        if v["resourceType"] == "Observation" && v["category"][0]["coding"][0]["code"] == "laboratory" {
-            let subject = v["subject"]["reference"].as_str().unwrap().trim_start_matches("Patient/").to_owned();
+        *by_type
+            .entry(v["resourceType"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        if v["resourceType"] == "Observation"
+            && v["category"][0]["coding"][0]["code"] == "laboratory"
+        {
+            let subject = v["subject"]["reference"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Patient/")
+                .to_owned();
             *labs.entry(subject).or_default() += 1;
         }
         if v["resourceType"] == "Patient" && v["gender"] == "female" {
@@ -31,7 +42,9 @@ async fn imported_generated_patients_match_what_was_generated() {
     generate_ndjson(data.path(), opts).unwrap();
     let store = t.store.clone();
     let paths = vec![data.path().to_owned()];
-    let report = tokio::task::spawn_blocking(move || import_paths(&store, &paths, &mut |_| {})).await.unwrap();
+    let report = tokio::task::spawn_blocking(move || import_paths(&store, &paths, &mut |_| {}))
+        .await
+        .unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.resources as i64, by_type.values().sum::<i64>());
 
@@ -45,10 +58,16 @@ async fn imported_generated_patients_match_what_was_generated() {
     let (_, b) = t.get("Patient?gender=female&_summary=count").await;
     assert_eq!(b["total"], female);
     for p in ["pat-0", "pat-17", "pat-299"] {
-        let (_, b) = t.get(&format!("Observation?patient={p}&category=laboratory&_summary=count")).await;
+        let (_, b) = t
+            .get(&format!(
+                "Observation?patient={p}&category=laboratory&_summary=count"
+            ))
+            .await;
         assert_eq!(b["total"], json!(labs.get(p).copied().unwrap_or(0)), "{p}");
     }
-    let (_, b) = t.get("Patient?identifier=urn:fhirgate:demo:mrn|MRN0000018").await;
+    let (_, b) = t
+        .get("Patient?identifier=urn:fhirgate:demo:mrn|MRN0000018")
+        .await;
     assert_eq!(b["entry"][0]["resource"]["id"], "pat-17");
 }
 
@@ -70,15 +89,31 @@ async fn bad_files_are_reported_and_the_rest_loads() {
 
     let store = t.store.clone();
     let paths = vec![dir.path().to_owned()];
-    let report = tokio::task::spawn_blocking(move || import_paths(&store, &paths, &mut |_| {})).await.unwrap();
+    let report = tokio::task::spawn_blocking(move || import_paths(&store, &paths, &mut |_| {}))
+        .await
+        .unwrap();
     assert_eq!(report.files, 3);
     assert_eq!(report.resources, 4);
     let where_: Vec<String> = report
         .errors
         .iter()
-        .map(|e| format!("{} {}", e.file.file_name().unwrap().to_string_lossy(), e.position))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.file.file_name().unwrap().to_string_lossy(),
+                e.position
+            )
+        })
         .collect();
-    assert_eq!(where_, ["a.ndjson line 2", "a.ndjson line 3", "b.json file"]);
+    assert_eq!(
+        where_,
+        ["a.ndjson line 2", "a.ndjson line 3", "b.json file"]
+    );
     let pid = t.search_ids("Patient?family=synth").await;
-    assert_eq!(t.search_ids(&format!("Encounter?patient={}", pid[0])).await.len(), 1);
+    assert_eq!(
+        t.search_ids(&format!("Encounter?patient={}", pid[0]))
+            .await
+            .len(),
+        1
+    );
 }

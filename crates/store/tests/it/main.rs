@@ -1,5 +1,8 @@
 //! Integration tests: the store served on 127.0.0.1:0, driven over HTTP.
 
+// Helpers outside `#[test]` functions are test code too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod bundle;
 mod conditional;
 mod crud;

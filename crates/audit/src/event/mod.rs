@@ -39,158 +39,13 @@ pub mod codes {
     pub const NETWORK_IP: &str = "2";
 }
 
-/// `AuditEvent.outcome` (<http://hl7.org/fhir/audit-event-outcome>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum OutcomeCode {
-    #[serde(rename = "0")]
-    Success,
-    #[serde(rename = "4")]
-    MinorFailure,
-    #[serde(rename = "8")]
-    SeriousFailure,
-    #[serde(rename = "12")]
-    MajorFailure,
-}
+mod elements;
+mod read;
 
-impl OutcomeCode {
-    /// Client errors are minor failures, server errors and bodies cut off mid-way serious ones.
-    pub fn from_status(status: u16, aborted: bool) -> OutcomeCode {
-        match status {
-            _ if aborted => OutcomeCode::SeriousFailure,
-            100..=399 => OutcomeCode::Success,
-            400..=499 => OutcomeCode::MinorFailure,
-            _ => OutcomeCode::SeriousFailure,
-        }
-    }
-
-    pub const fn code(self) -> &'static str {
-        match self {
-            OutcomeCode::Success => "0",
-            OutcomeCode::MinorFailure => "4",
-            OutcomeCode::SeriousFailure => "8",
-            OutcomeCode::MajorFailure => "12",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Coding {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
-    pub code: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
-}
-
-impl Coding {
-    fn new(system: &str, code: &str, display: &str) -> Coding {
-        Coding {
-            system: Some(system.to_owned()),
-            code: code.to_owned(),
-            display: Some(display.to_owned()),
-        }
-    }
-
-    fn is(&self, system: &str, code: &str) -> bool {
-        self.system.as_deref() == Some(system) && self.code == code
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CodeableConcept {
-    #[serde(default)]
-    pub coding: Vec<Coding>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identifier {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reference {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// The referenced resource type when there is no id to point at (a search).
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<Identifier>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Network {
-    pub address: String,
-    #[serde(rename = "type")]
-    pub type_: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Agent {
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<CodeableConcept>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub who: Option<Reference>,
-    pub requestor: bool,
-    /// BALP puts the OAuth token id (`jti`) here.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<Network>,
-}
-
-impl Agent {
-    fn has_type(&self, system: &str, code: &str) -> bool {
-        self.type_
-            .as_ref()
-            .is_some_and(|t| t.coding.iter().any(|c| c.is(system, code)))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
-    pub observer: Reference,
-    #[serde(default, rename = "type", skip_serializing_if = "Vec::is_empty")]
-    pub type_: Vec<Coding>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EntityDetail {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub value_string: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entity {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub what: Option<Reference>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<Coding>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Coding>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// base64 of the query string as received (R4 `base64Binary`), so even malformed or
-    /// hostile queries are kept byte for byte.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub detail: Vec<EntityDetail>,
-}
-
-impl Entity {
-    fn has_role(&self, code: &str) -> bool {
-        self.role
-            .as_ref()
-            .is_some_and(|r| r.is(codes::OBJECT_ROLE, code))
-    }
-}
+pub use elements::{
+    Agent, CodeableConcept, Coding, Entity, EntityDetail, Identifier, Network, OutcomeCode,
+    Reference, Source,
+};
 
 /// A FHIR R4 `AuditEvent` as written to and read from the trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,15 +93,21 @@ impl AuditEvent {
 
         // The client application: the network peer, identified by client_id when known.
         agent.push(Agent {
-            type_: Some(concept(codes::DICOM, codes::SOURCE_ROLE_ID, "Source Role ID")),
-            who: principal.and_then(|p| p.client_id.as_ref()).map(|id| Reference {
-                identifier: Some(Identifier {
-                    system: issuer.clone(),
-                    value: id.clone(),
+            type_: Some(concept(
+                codes::DICOM,
+                codes::SOURCE_ROLE_ID,
+                "Source Role ID",
+            )),
+            who: principal
+                .and_then(|p| p.client_id.as_ref())
+                .map(|id| Reference {
+                    identifier: Some(Identifier {
+                        system: issuer.clone(),
+                        value: id.clone(),
+                    }),
+                    display: Some(id.clone()),
+                    ..Reference::default()
                 }),
-                display: Some(id.clone()),
-                ..Reference::default()
-            }),
             requestor: !has_user,
             policy: if has_user {
                 Vec::new()
@@ -416,119 +277,8 @@ impl AuditEvent {
             entity: Vec::new(),
         }
     }
-
-    /// Ids of the patients listed as entities (without `Patient/`).
-    pub fn patients(&self) -> impl Iterator<Item = &str> {
-        self.entity
-            .iter()
-            .filter(|e| e.has_role(ROLE_PATIENT))
-            .filter_map(|e| e.what.as_ref()?.reference.as_deref())
-            .filter_map(|r| r.strip_prefix("Patient/"))
-    }
-
-    /// The user: `fhirUser` when known, else `sub`.
-    pub fn user(&self) -> Option<&str> {
-        let who = self
-            .agent
-            .iter()
-            .find(|a| a.has_type(codes::PARTICIPATION_TYPE, codes::INFORMATION_RECIPIENT))?
-            .who
-            .as_ref()?;
-        who.reference
-            .as_deref()
-            .or(who.identifier.as_ref().map(|i| i.value.as_str()))
-    }
-
-    /// `sub` of the user, when recorded.
-    pub fn subject(&self) -> Option<&str> {
-        let who = self
-            .agent
-            .iter()
-            .find(|a| a.has_type(codes::PARTICIPATION_TYPE, codes::INFORMATION_RECIPIENT))?
-            .who
-            .as_ref()?;
-        who.identifier.as_ref().map(|i| i.value.as_str())
-    }
-
-    fn client_agent(&self) -> Option<&Agent> {
-        self.agent
-            .iter()
-            .find(|a| a.has_type(codes::DICOM, codes::SOURCE_ROLE_ID))
-    }
-
-    /// The OAuth client id.
-    pub fn client_id(&self) -> Option<&str> {
-        let who = self.client_agent()?.who.as_ref()?;
-        who.identifier.as_ref().map(|i| i.value.as_str())
-    }
-
-    /// The client's network address.
-    pub fn network_address(&self) -> Option<&str> {
-        self.client_agent()?
-            .network
-            .as_ref()
-            .map(|n| n.address.as_str())
-    }
-
-    /// The token id (`jti`), from whichever agent carries it.
-    pub fn token_id(&self) -> Option<&str> {
-        self.agent
-            .iter()
-            .find_map(|a| a.policy.first())
-            .map(String::as_str)
-    }
-
-    /// The restful-interaction code, or the event type code for trail notices.
-    pub fn interaction_code(&self) -> &str {
-        self.subtype
-            .iter()
-            .find(|c| c.system.as_deref() == Some(codes::RESTFUL_INTERACTION))
-            .map_or(self.type_.code.as_str(), |c| c.code.as_str())
-    }
-
-    /// `Type/id`, or the type alone, of the resource the request addressed.
-    pub fn resource(&self) -> Option<&str> {
-        let what = self
-            .entity
-            .iter()
-            .find(|e| e.has_role(ROLE_DOMAIN_RESOURCE))?
-            .what
-            .as_ref()?;
-        what.reference.as_deref().or(what.type_.as_deref())
-    }
-
-    fn request_entity(&self) -> Option<&Entity> {
-        self.entity.iter().find(|e| {
-            e.type_
-                .as_ref()
-                .is_some_and(|t| t.is(codes::BALP_ENTITY_TYPE, "XrequestId"))
-        })
-    }
-
-    /// The `X-Request-ID`.
-    pub fn request_id(&self) -> Option<&str> {
-        let what = self.request_entity()?.what.as_ref()?;
-        what.identifier.as_ref().map(|i| i.value.as_str())
-    }
-
-    /// The response body was cut off after the status was sent.
-    pub fn aborted(&self) -> bool {
-        self.request_entity()
-            .is_some_and(|e| e.detail.iter().any(|d| d.type_ == "aborted"))
-    }
-
-    /// The query string as received, decoded from `entity.query`.
-    pub fn query(&self) -> Option<String> {
-        let q = self
-            .entity
-            .iter()
-            .find(|e| e.has_role(ROLE_QUERY))?
-            .query
-            .as_deref()?;
-        let bytes = base64_decode(q)?;
-        Some(String::from_utf8_lossy(&bytes).into_owned())
-    }
 }
+
 
 fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
     CodeableConcept {

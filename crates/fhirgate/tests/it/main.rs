@@ -1,0 +1,24 @@
+//! Smoke tests of the built `fhirgate` binary: `check-config` and `serve` with the example
+//! configuration, on ephemeral ports.
+
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod check_config;
+mod serve;
+
+use std::path::PathBuf;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fhirgate");
+
+pub fn example_config() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/fhirgate.yaml");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Write `text` to a temporary YAML file that lives as long as the returned guard.
+pub fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}

@@ -1,0 +1,29 @@
+//! The gateway as a plain proxy, configured from the command line, for load tests that should
+//! not depend on the rest of the workspace:
+//!
+//! `plain_proxy LISTEN UPSTREAM_BASE PUBLIC_BASE`, e.g.
+//! `plain_proxy 127.0.0.1:8080 http://127.0.0.1:18080/fhir http://127.0.0.1:8080/fhir`
+
+use std::time::Duration;
+
+use fhirgate_gateway::{Gateway, GatewayConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(listen), Some(upstream), Some(public)) = (args.next(), args.next(), args.next())
+    else {
+        anyhow::bail!("usage: plain_proxy LISTEN UPSTREAM_BASE PUBLIC_BASE");
+    };
+    let mut config = GatewayConfig::new(public.parse()?, upstream.parse()?);
+    config.listen = listen.parse()?;
+    config.shutdown.drain_time = Duration::from_secs(5);
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    eprintln!("listening on http://{}", listener.local_addr()?);
+    Gateway::new(config)?
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
