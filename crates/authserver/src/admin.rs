@@ -163,10 +163,10 @@ impl AuthServer {
         if let Some(u) = &new.launch_url {
             check_absolute_url(u, "launch URL")?;
         }
-        if let Some(j) = &new.jwks {
-            if !j.get("keys").is_some_and(serde_json::Value::is_array) {
-                return Err(AuthError::Invalid("jwks must be a JSON Web Key Set".into()));
-            }
+        if let Some(j) = &new.jwks
+            && !j.get("keys").is_some_and(serde_json::Value::is_array)
+        {
+            return Err(AuthError::Invalid("jwks must be a JSON Web Key Set".into()));
         }
         match new.kind {
             ClientKind::ConfidentialAsymmetric if new.jwks.is_none() && new.jwks_url.is_none() => {

@@ -306,10 +306,8 @@ fn park(inner: &Inner, headers: &HeaderMap, v: Validated) -> Response {
         return server_error_page(inner);
     };
     let mut resp = see_other(&inner.interact_url(&id));
-    if fresh {
-        if let Some(c) = inner.session_cookie(&cookie) {
-            resp.headers_mut().insert(header::SET_COOKIE, c);
-        }
+    if fresh && let Some(c) = inner.session_cookie(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp
 }

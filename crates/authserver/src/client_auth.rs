@@ -287,12 +287,12 @@ impl Inner {
                 "client authentication is missing",
             ));
         };
-        if let Some(id) = body_client {
-            if id != auth.client.client_id {
-                return Err(OAuthError::invalid_client(
-                    "client_id does not match the authenticated client",
-                ));
-            }
+        if let Some(id) = body_client
+            && id != auth.client.client_id
+        {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the authenticated client",
+            ));
         }
         Ok(auth)
     }
@@ -395,10 +395,10 @@ impl Inner {
             .claim_str("jti")
             .filter(|j| !j.is_empty())
             .ok_or_else(|| bad("jti is missing"))?;
-        if let Some(jku) = jwt.header_str("jku") {
-            if client.jwks_url.as_deref() != Some(jku) {
-                return Err(bad("jku is not the registered JWKS URL"));
-            }
+        if let Some(jku) = jwt.header_str("jku")
+            && client.jwks_url.as_deref() != Some(jku)
+        {
+            return Err(bad("jku is not the registered JWKS URL"));
         }
         let set = match (&client.jwks, &client.jwks_url) {
             (Some(inline), _) => Some(inline.clone()),

@@ -46,14 +46,14 @@ fn forbidden(inner: &Inner, msg: &str) -> Response {
 }
 
 impl Inner {
-    fn load_ctx(&self, id: &str, headers: &HeaderMap) -> Result<Ctx, Response> {
+    fn load_ctx(&self, id: &str, headers: &HeaderMap) -> Result<Ctx, Box<Response>> {
         let now = self.config.clock.now();
         let pending = self.sessions.pending(id, now).ok_or_else(|| {
-            self.pages.error(
+            Box::new(self.pages.error(
                 StatusCode::BAD_REQUEST,
                 OAuthErrorCode::InvalidRequest.as_str(),
                 "This sign-in request has expired or is unknown. Start again from the application.",
-            )
+            ))
         })?;
         let cookie = cookie_value(headers, COOKIE_NAME).unwrap_or_default();
         let session = self
@@ -61,10 +61,10 @@ impl Inner {
             .get(cookie, now)
             .filter(|_| ct_eq(&sha256(cookie.as_bytes()), &pending.session_key))
             .ok_or_else(|| {
-                forbidden(
+                Box::new(forbidden(
                     self,
                     "This sign-in request belongs to another browser session.",
-                )
+                ))
             })?;
         Ok(Ctx {
             id: id.to_string(),
@@ -75,19 +75,27 @@ impl Inner {
     }
 
     /// CSRF token plus `Origin` check (O12).
-    fn check_post(&self, ctx: &Ctx, headers: &HeaderMap, form: &Params) -> Result<(), Response> {
+    fn check_post(
+        &self,
+        ctx: &Ctx,
+        headers: &HeaderMap,
+        form: &Params,
+    ) -> Result<(), Box<Response>> {
         if let Some(origin) = headers.get(header::ORIGIN) {
             let expected = origin_of(&self.config.issuer);
             if origin.to_str().ok() != expected.as_deref() {
-                return Err(forbidden(self, "Cross-site form submission refused."));
+                return Err(Box::new(forbidden(
+                    self,
+                    "Cross-site form submission refused.",
+                )));
             }
         }
         let token = form.one("csrf").ok().flatten().unwrap_or_default();
         if token.is_empty() || !ct_eq(token.as_bytes(), ctx.session.csrf.as_bytes()) {
-            return Err(forbidden(
+            return Err(Box::new(forbidden(
                 self,
                 "The form has expired. Go back and try again.",
-            ));
+            )));
         }
         Ok(())
     }
@@ -197,7 +205,7 @@ pub async fn show(
     let inner = &server.inner;
     let ctx = match inner.load_ctx(&id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let params = Params::parse(query.unwrap_or_default().as_bytes());
     let q = params
@@ -242,11 +250,11 @@ pub async fn login(
     let inner = &server.inner;
     let ctx = match inner.load_ctx(&id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form = Params::parse(&body);
     if let Err(r) = inner.check_post(&ctx, &headers, &form) {
-        return r;
+        return *r;
     }
     let username = form
         .one("username")
@@ -301,11 +309,11 @@ pub async fn choose_patient(
     let inner = &server.inner;
     let ctx = match inner.load_ctx(&id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form = Params::parse(&body);
     if let Err(r) = inner.check_post(&ctx, &headers, &form) {
-        return r;
+        return *r;
     }
     let Some(user) = inner.user_of(&ctx.session) else {
         return see_other(&inner.step_url(&id, ""));
@@ -339,11 +347,11 @@ pub async fn consent(
     let inner = &server.inner;
     let ctx = match inner.load_ctx(&id, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let form = Params::parse(&body);
     if let Err(r) = inner.check_post(&ctx, &headers, &form) {
-        return r;
+        return *r;
     }
     let Some(user) = inner.user_of(&ctx.session) else {
         return see_other(&inner.step_url(&id, ""));

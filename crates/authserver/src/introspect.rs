@@ -184,12 +184,11 @@ pub async fn revoke(State(server): State<AuthServer>, headers: HeaderMap, body: 
         Some(Known::Access { grant, .. } | Known::Refresh { grant, .. }) => Some(grant),
         None => None,
     };
-    if let Some(grant) = grant {
-        if grant.client_id == auth.client.client_id {
-            if let Err(e) = inner.store.revoke_grant(&grant.id) {
-                return OAuthError::from(e).into_response();
-            }
-        }
+    if let Some(grant) = grant
+        && grant.client_id == auth.client.client_id
+        && let Err(e) = inner.store.revoke_grant(&grant.id)
+    {
+        return OAuthError::from(e).into_response();
     }
     let mut resp = StatusCode::OK.into_response();
     resp.headers_mut()

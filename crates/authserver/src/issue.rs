@@ -87,7 +87,12 @@ impl Inner {
         Ok((token, ttl))
     }
 
-    fn mint_id_token(&self, grant: &Grant, nonce: Option<&str>) -> Result<Option<String>> {
+    fn mint_id_token(
+        &self,
+        grant: &Grant,
+        scopes: &[String],
+        nonce: Option<&str>,
+    ) -> Result<Option<String>> {
         let Some(user_id) = &grant.user_id else {
             return Ok(None);
         };
@@ -101,7 +106,12 @@ impl Inner {
             "auth_time": now,
         });
         if let Some(obj) = claims.as_object_mut() {
-            if let Some(u) = &grant.fhir_user {
+            // SMART: the claim comes with the `fhirUser` scope.
+            if let Some(u) = grant
+                .fhir_user
+                .as_ref()
+                .filter(|_| scopes.iter().any(|s| s == "fhirUser"))
+            {
                 obj.insert("fhirUser".into(), Value::String(self.fhir_user_url(u)));
             }
             if let Some(n) = nonce {
@@ -164,7 +174,7 @@ impl Inner {
         // refresh request, so narrowing once does not lose the family for good.
         let granted = scope::split(&grant.scope);
         let id_token = if scopes.iter().any(|s| s == "openid") {
-            self.mint_id_token(grant, nonce)?
+            self.mint_id_token(grant, scopes, nonce)?
         } else {
             None
         };

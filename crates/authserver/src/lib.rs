@@ -147,10 +147,10 @@ impl AuthServer {
     /// Opens (or creates) the store, runs migrations and loads or generates signing keys.
     pub fn open(config: AuthConfig) -> Result<Self> {
         let config = config.validate()?;
-        if let Some(parent) = config.db_path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
+        if let Some(parent) = config.db_path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
         }
         let store = store::Store::open(&config.db_path)?;
         let now = config.clock.now();

@@ -122,10 +122,10 @@ impl Sessions {
     }
 
     pub fn update_pending(&self, id: &str, f: impl FnOnce(&mut Pending)) {
-        if let Ok(mut map) = self.pending.lock() {
-            if let Some(p) = map.get_mut(id) {
-                f(p);
-            }
+        if let Ok(mut map) = self.pending.lock()
+            && let Some(p) = map.get_mut(id)
+        {
+            f(p);
         }
     }
 

@@ -61,7 +61,7 @@ async fn handle(
 
 /// Housekeeping without a background task: roughly one request in 500 purges.
 fn maybe_purge(inner: &Inner) {
-    if rand::random::<u16>() % 500 == 0 {
+    if rand::random::<u16>().is_multiple_of(500) {
         let now = inner.config.clock.now();
         if let Err(e) = inner.store.purge_expired(now, REPLAY_MEMORY_SECS) {
             tracing::warn!(error = %e, "purging expired rows failed");

@@ -38,6 +38,8 @@ enum Command {
     /// Audit trail: verify the hash chain, search who accessed a patient's data.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
+    /// The whole system on one port with sample data, demo users, clients and the demo app.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Auth(cmd) => cli::auth::run(cmd),
         Command::Audit(cmd) => cli::audit::run(cmd),
+        Command::Demo(args) => cli::demo::run(args),
     };
     match result {
         Ok(code) => code,

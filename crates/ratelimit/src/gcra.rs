@@ -114,7 +114,7 @@ pub(crate) struct WindowCheck {
 
 /// What a window looks like after the decision; what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowReport {
+pub(crate) struct WindowReport {
     pub limit: Limit,
     /// Whole units of quota left.
     pub remaining: u64,

@@ -72,10 +72,8 @@ impl<'a> Ctx<'a> {
         }
         let patient_scoped = self.find(true, rt, p);
         match (broad, patient_scoped, self.grant.patient.as_deref()) {
-            (_, Some(None), Some(patient)) | (None, Some(Some(_)), Some(patient)) => {
-                let r = self.find(true, rt, p).unwrap_or(None);
-                Ok(Route::Patient(r, patient))
-            }
+            (_, Some(None), Some(patient)) => Ok(Route::Patient(None, patient)),
+            (None, Some(r), Some(patient)) => Ok(Route::Patient(r, patient)),
             (Some(r), _, _) => Ok(Route::Broad(r)),
             (None, Some(_), None) => Err(DenyReason::new(
                 DenyKind::Forbidden,

@@ -428,6 +428,21 @@ fn user_and_system_scopes_have_no_compartment() {
         ("system/*.rs", None, "PATCH", "/Observation?code=x", SCOPE),
         // A token with a patient context but only user/ scopes is not confined.
         (USER, P1, "GET", "/Patient/p2", A),
+        // A restricted user/ scope does not shadow an unrestricted patient/ one.
+        (
+            "user/Observation.rs?category=laboratory patient/Observation.rs",
+            P1,
+            "GET",
+            "/Observation?code=x",
+            W(&["patient=p1"]),
+        ),
+        (
+            "user/Observation.rs?category=laboratory patient/Observation.rs",
+            None,
+            "GET",
+            "/Observation?code=x",
+            W(&["category=laboratory"]),
+        ),
         // Mixed: the user/ scope carries Practitioner, the patient/ scope Observation.
         (
             "user/Practitioner.rs patient/Observation.rs",

@@ -84,10 +84,11 @@
 //!   gets it added (same-parameter restrictions become one OR list), contradicting
 //!   searches are 403, every returned resource must match; scopes with restrictions the
 //!   gateway cannot prove are ignored (reported in [`ScopeSet::ignored`]).
-//! * Known limits: Binary and other non-compartment types (e.g. Device, which has a
-//!   `patient` element) are visible to `patient/` scopes that name them; Task is treated
-//!   as a member although R4 leaves it out; Provenance is only visible when its `target`
-//!   names the patient.
+//! * Known limits: non-compartment types (e.g. Device, which has a `patient` element) are
+//!   visible to `patient/` scopes that name them; a Binary only hides when its
+//!   `securityContext` names another Patient directly; Task is treated as a member
+//!   although R4 leaves it out; Provenance is only visible when its `target` names the
+//!   patient; inside a Bundle, writes by id that need `fetch_current` are refused.
 
 mod authorize;
 mod body;

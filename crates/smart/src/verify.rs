@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use fhirgate_fhir::bundle::append_outcome_entry;
-use fhirgate_fhir::references::{PatientLinks, patient_links};
+use fhirgate_fhir::references::{PatientLinks, ReferenceTarget, parse_reference, patient_links};
 use fhirgate_fhir::{IssueSeverity, IssueType, OperationOutcome, ResourceType};
 use serde_json::Value;
 
@@ -95,6 +95,13 @@ impl ResponseCheck {
                     continue;
                 }
             }
+            if scope.context == ScopeContext::Patient
+                && rt == ResourceType::Binary
+                && !self.binary_may_be_ours(resource)
+            {
+                other_patient = true;
+                continue;
+            }
             if scope
                 .restriction
                 .as_ref()
@@ -121,6 +128,32 @@ impl ResponseCheck {
             )
         };
         Verdict::Hidden(reason)
+    }
+}
+
+impl ResponseCheck {
+    /// Binary sits outside the compartment, but its `securityContext` may name the patient
+    /// it belongs to: a Binary whose context is another (or a foreign) Patient is hidden.
+    fn binary_may_be_ours(&self, binary: &Value) -> bool {
+        let Some(reference) = binary
+            .get("securityContext")
+            .and_then(|c| c.get("reference"))
+            .and_then(Value::as_str)
+        else {
+            return true;
+        };
+        match parse_reference(reference, &self.bases) {
+            ReferenceTarget::Local {
+                resource_type: ResourceType::Patient,
+                id,
+                ..
+            } => self.patient.as_deref() == Some(id.as_str()),
+            ReferenceTarget::Foreign {
+                resource_type: Some(ResourceType::Patient),
+                ..
+            } => false,
+            _ => true,
+        }
     }
 }
 

@@ -127,6 +127,23 @@ fn non_compartment_types_need_a_scope_naming_them() {
 }
 
 #[test]
+fn binary_with_another_patients_security_context_is_hidden() {
+    let w = within("patient/*.rs", Some("p1"), "GET", "/Binary/b1", &policy());
+    let bin = |ctx: Value| json!({"resourceType": "Binary", "contentType": "text/plain", "securityContext": ctx});
+    assert!(verify_resource(&w.check, &bin(json!({"reference": "Patient/p1"}))).is_ok());
+    assert!(verify_resource(&w.check, &bin(json!({"reference": "DocumentReference/d1"}))).is_ok());
+    assert!(verify_resource(&w.check, &bin(json!({"reference": "Patient/p2"}))).is_err());
+    assert!(
+        verify_resource(
+            &w.check,
+            &bin(json!({"reference": "https://evil.example/Patient/p1"}))
+        )
+        .is_err()
+    );
+    assert!(verify_resource(&w.check, &json!({"resourceType": "Binary"})).is_ok());
+}
+
+#[test]
 fn searchset_is_filtered_with_a_suppressed_outcome() {
     let w = within(
         "patient/Observation.rs patient/Practitioner.rs",

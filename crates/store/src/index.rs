@@ -249,9 +249,11 @@ fn add_value(
     }
 }
 
-/// Replace the index rows of resource `rid`.
-pub fn write(conn: &Connection, rid: i64, rtype: &str, rows: &IndexRows) -> Result<()> {
-    delete(conn, rid)?;
+/// Write the index rows of resource `rid`, first removing old ones when `replace`.
+pub fn write(conn: &Connection, rid: i64, rtype: &str, rows: &IndexRows, replace: bool) -> Result<()> {
+    if replace {
+        delete(conn, rid)?;
+    }
     let mut s = conn.prepare_cached(
         "INSERT INTO idx_string (rid, rtype, param, norm, exact) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;

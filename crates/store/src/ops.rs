@@ -121,11 +121,13 @@ pub fn validate(url_type: &str, url_id: Option<&str>, resource: &Value) -> Resul
         }
         _ => {}
     }
-    check_elements(rt, resource)
+    check_elements(&mut rt.to_owned(), resource)
 }
 
 /// Structural checks that name the element: references must be strings, `meta` an object.
-fn check_elements(path: &str, v: &Value) -> Result<()> {
+fn check_elements(path: &mut String, v: &Value) -> Result<()> {
+    // One growing path buffer: this runs on every element of every write, so it must not
+    // allocate per element; the expression text is only built on error.
     match v {
         Value::Object(map) => {
             for (k, child) in map {
@@ -141,16 +143,26 @@ fn check_elements(path: &str, v: &Value) -> Result<()> {
                         Some(&format!("{path}.meta")),
                     ));
                 }
-                if k == "resourceType" || k == "contained" {
-                    continue;
+                if matches!(child, Value::Object(_) | Value::Array(_)) && k != "contained" {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    check_elements(path, child)?;
+                    path.truncate(len);
                 }
-                check_elements(&format!("{path}.{k}"), child)?;
             }
             Ok(())
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                check_elements(&format!("{path}[{i}]"), item)?;
+                if matches!(item, Value::Object(_) | Value::Array(_)) {
+                    let len = path.len();
+                    path.push('[');
+                    path.push_str(&i.to_string());
+                    path.push(']');
+                    check_elements(path, item)?;
+                    path.truncate(len);
+                }
             }
             Ok(())
         }
@@ -274,7 +286,8 @@ fn write_version(
     )?
     .execute(params![rtype, id, version, now, method.as_str(), body])?;
     match rows {
-        Some(rows) => index::write(conn, rid, rtype, &rows)?,
+        // Version 1 has never been indexed: skip the deletes (a large share of import time).
+        Some(rows) => index::write(conn, rid, rtype, &rows, version > 1)?,
         None => index::delete(conn, rid)?,
     }
     Ok(Stored {

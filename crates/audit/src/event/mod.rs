@@ -279,7 +279,6 @@ impl AuditEvent {
     }
 }
 
-
 fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
     CodeableConcept {
         coding: vec![Coding::new(system, code, display)],

@@ -29,7 +29,9 @@ fn crash_child() {
                 tokio::spawn(async move {
                     for k in 0..100_000u64 {
                         let n = t * 1_000_000 + k;
-                        sink.record(input(n, Interaction::Read, &["p1"])).await.unwrap();
+                        sink.record(input(n, Interaction::Read, &["p1"]))
+                            .await
+                            .unwrap();
                         let mut out = std::io::stdout().lock();
                         writeln!(out, "ACK req-{n}").unwrap();
                         out.flush().unwrap();
@@ -84,7 +86,9 @@ fn kill_9_loses_no_acknowledged_record() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let sink = AuditSink::open(&AuditConfig::file(&sink_dir)).unwrap();
-        sink.record(input(1, Interaction::Read, &["p1"])).await.unwrap();
+        sink.record(input(1, Interaction::Read, &["p1"]))
+            .await
+            .unwrap();
     });
     let after = verify(&[dir.path().to_path_buf()]).unwrap();
     assert!(after.is_intact(), "{:?}", after.breaks);

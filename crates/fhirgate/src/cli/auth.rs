@@ -13,7 +13,12 @@ use fhirgate_authserver::{
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
     /// Data directory holding `auth.sqlite`.
-    #[arg(long, global = true, env = "FHIRGATE_DATA_DIR", default_value = "fhirgate-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "FHIRGATE_DATA_DIR",
+        default_value = "fhirgate-data"
+    )]
     data_dir: PathBuf,
     /// Public base URL of fhirgate; the issuer is `{url}/auth`, the FHIR base `{url}/fhir`.
     #[arg(
@@ -197,8 +202,12 @@ pub fn run(command: AuthCommand) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let server = store.open()?;
-            let created =
-                server.create_launch(Some(&patient), encounter.as_deref(), client.as_deref(), true)?;
+            let created = server.create_launch(
+                Some(&patient),
+                encounter.as_deref(),
+                client.as_deref(),
+                true,
+            )?;
             println!("launch: {}", created.launch);
             println!("iss:    {}", created.iss);
             match created.launch_url {

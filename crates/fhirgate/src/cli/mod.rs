@@ -1,8 +1,10 @@
 //! One module per subcommand. Each exposes its clap args and a `run` returning an exit code.
 
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod data;
+pub mod demo;
 pub mod logging;
 pub mod serve;
 pub mod store;

@@ -257,3 +257,88 @@ proptest! {
         }
     }
 }
+
+fn anchor() -> impl Strategy<Value = Value> {
+    prop::sample::select(vec![
+        json!({"reference": "Patient/p1"}),
+        json!({"reference": "Patient/p2"}),
+        json!({"reference": "https://gw.example/fhir/Patient/p1"}),
+        json!({"reference": "https://evil.example/fhir/Patient/p1"}),
+        json!({"reference": "Group/g"}),
+        json!({"reference": "urn:uuid:1"}),
+        json!({"type": "Patient"}),
+        json!("Patient/p1"),
+    ])
+}
+
+fn patch_op() -> impl Strategy<Value = Value> {
+    let path = prop::sample::select(vec![
+        "/subject",
+        "/subject/reference",
+        "/status",
+        "/performer",
+        "/performer/0",
+        "/id",
+        "/resourceType",
+        "/note",
+    ]);
+    let op = prop::sample::select(vec!["add", "replace", "remove", "copy", "move", "test"]);
+    (
+        op,
+        path,
+        anchor(),
+        prop::sample::select(vec!["/subject", "/status", "/performer"]),
+    )
+        .prop_map(|(op, path, value, from)| match op {
+            "remove" => json!({"op": op, "path": path}),
+            "copy" | "move" => json!({"op": op, "path": path, "from": from}),
+            _ => json!({"op": op, "path": path, "value": value}),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whatever a client writes, a body the check accepts is the token patient's alone.
+    #[test]
+    fn accepted_writes_stay_in_the_compartment(
+        subject in anchor(),
+        performer in anchor(),
+        ops in prop::collection::vec(patch_op(), 0..4),
+    ) {
+        let grant = Grant::new("patient/*.cruds", Some("p1"), None);
+        let policy = Policy::default().with_bases([BASE]);
+        let create = request("POST", "/Observation").and_then(|r| authorize(&grant, &r, &policy).allow_within().cloned());
+        let body = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "subject": subject, "performer": [performer]});
+        if let Some(w) = create
+            && w.check_body(&body, None).is_ok()
+        {
+            prop_assert!(patient_links(&body, &[BASE]).belongs_only_to("p1"), "{body}");
+        }
+        let patch = request("PATCH", "/Observation/o1").and_then(|r| authorize(&grant, &r, &policy).allow_within().cloned());
+        let current = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "subject": {"reference": "Patient/p1"}, "performer": [performer]});
+        let ops = Value::Array(ops);
+        if let Some(w) = patch
+            && w.check_current(Some(&current)).is_ok()
+            && w.check_body(&ops, Some(&current)).is_ok()
+        {
+            let mut patched = current.clone();
+            let parsed: json_patch::Patch = serde_json::from_value(ops.clone()).unwrap();
+            json_patch::patch(&mut patched, &parsed).unwrap();
+            prop_assert!(patient_links(&patched, &[BASE]).belongs_only_to("p1"), "{patched}");
+        }
+        let cond = request("PATCH", "/Observation?identifier=x").and_then(|r| authorize(&grant, &r, &policy).allow_within().cloned());
+        if let Some(w) = cond
+            && w.check_body(&ops, None).is_ok()
+        {
+            // Allowed conditional patches leave anchors alone, so a p1 resource stays p1's.
+            let mut patched = current.clone();
+            let parsed: json_patch::Patch = serde_json::from_value(ops.clone()).unwrap();
+            if json_patch::patch(&mut patched, &parsed).is_ok() {
+                prop_assert!(patient_links(&patched, &[BASE]).belongs_only_to("p1"), "{patched}");
+            }
+        }
+    }
+}
