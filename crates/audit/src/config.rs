@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ConfigError;
+use crate::forward::ForwardConfig;
 
 /// Where records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -63,6 +64,8 @@ pub struct AuditConfig {
     /// Longest a request waits for its record to be written before it is treated as failed.
     #[serde(deserialize_with = "de_duration")]
     pub write_timeout: Duration,
+    /// Also send the events to a FHIR server (tails the files; `sink: file` only).
+    pub forward: Option<ForwardConfig>,
 }
 
 impl Default for AuditConfig {
@@ -77,6 +80,7 @@ impl Default for AuditConfig {
             observer: "fhirgate".to_owned(),
             queue_capacity: 8192,
             write_timeout: Duration::from_secs(10),
+            forward: None,
         }
     }
 }
@@ -102,6 +106,15 @@ impl AuditConfig {
         }
         if self.observer.trim().is_empty() {
             return Err(ConfigError::EmptyObserver);
+        }
+        if let Some(fwd) = &self.forward {
+            if self.sink != SinkKind::File {
+                return Err(ConfigError::ForwardNeedsFile);
+            }
+            let scheme_ok = fwd.url.starts_with("http://") || fwd.url.starts_with("https://");
+            if !scheme_ok {
+                return Err(ConfigError::ForwardUrl(fwd.url.clone()));
+            }
         }
         Ok(())
     }
@@ -157,5 +170,13 @@ mod tests {
         let stdout_fsync: AuditConfig =
             serde_json::from_str(r#"{"sink":"stdout","durability":"fsync"}"#).unwrap();
         assert_eq!(stdout_fsync.validate(), Err(ConfigError::FsyncNeedsFile));
+        let fwd: AuditConfig = serde_json::from_str(
+            r#"{"forward":{"url":"https://audit.example/fhir","batch_size":50,"interval":"1s"}}"#,
+        )
+        .unwrap();
+        assert_eq!(fwd.validate(), Ok(()));
+        assert_eq!(fwd.forward.unwrap().batch_size, 50);
+        let bad: AuditConfig = serde_json::from_str(r#"{"forward":{"url":"ftp://x"}}"#).unwrap();
+        assert!(bad.validate().is_err());
     }
 }

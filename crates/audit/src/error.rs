@@ -51,4 +51,8 @@ pub enum ConfigError {
     ZeroQueue,
     #[error("audit.observer must not be empty")]
     EmptyObserver,
+    #[error("audit.forward needs audit.sink: file (it sends what the files hold)")]
+    ForwardNeedsFile,
+    #[error("audit.forward.url '{0}' must be an http:// or https:// FHIR base URL")]
+    ForwardUrl(String),
 }

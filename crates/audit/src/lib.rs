@@ -7,6 +7,7 @@
 //! appended as one JSON line carrying a hash of the line before it ([`chain`]), across
 //! rotated files ([`files`], [`filelog`]). The `fhirgate audit` commands read the same files
 //! back: [`verify`] checks the chain, [`search()`] answers who accessed a patient's data.
+//! Optionally a [`Forwarder`] tails the files and POSTs the events to a FHIR server.
 //!
 //! This crate depends on no other fhirgate crate: the writer (gateway) and the readers (CLI)
 //! share only the file format defined here.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod filelog;
 pub mod files;
+pub mod forward;
 pub mod input;
 pub mod search;
 pub mod verify;
@@ -32,6 +34,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AuditConfig, Durability, OnFailure, SinkKind};
 pub use error::{AuditError, ConfigError};
 pub use event::{AuditEvent, OutcomeCode};
+pub use forward::{ForwardConfig, ForwardError, Forwarder};
 pub use input::{Action, AuditInput, AuditPrincipal, Interaction, Outcome};
 pub use search::{AuditSummary, SearchFilter, SkippedLine, parse_time_bound, search};
 pub use verify::{Break, BreakKind, VerifyError, VerifyReport, verify};

@@ -22,6 +22,17 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// CPU seconds this process has used (user + system), from /proc; 0 where unavailable.
+/// The machine is shared, so per-CPU-second rates are reported next to wall-clock ones.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -50,13 +61,16 @@ fn main() {
 
     let store = Store::open(dir.path().join("bench.db")).unwrap();
     let t = Instant::now();
+    let cpu = cpu_secs();
     let report = import_paths(&store, &[dir.path().join("ndjson")], &mut |_| {});
     let el = t.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     println!(
-        "import: {} resources in {el:.1}s = {:.0} resources/s (target >= 5000)",
+        "import: {} resources in {el:.1}s = {:.0} resources/s (target >= 5000); {cpu:.1} CPU-s = {:.0} resources per CPU-second",
         report.resources,
-        report.resources as f64 / el
+        report.resources as f64 / el,
+        report.resources as f64 / cpu.max(1e-9)
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,6 +115,7 @@ async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let cpu = cpu_secs();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let client = client.clone();
@@ -124,5 +139,11 @@ async fn run(
     for t in tasks {
         t.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let n = done.load(Ordering::Relaxed) as f64;
+    let cpu = cpu_secs() - cpu;
+    println!(
+        "  {n:.0} requests, {cpu:.1} CPU-s for client and server together = {:.0} requests per CPU-second",
+        n / cpu.max(1e-9)
+    );
+    n / start.elapsed().as_secs_f64()
 }

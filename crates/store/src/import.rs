@@ -178,51 +178,59 @@ fn import_ndjson(
     progress: &mut dyn FnMut(usize),
 ) -> Result<()> {
     let reader = std::io::BufReader::new(std::fs::File::open(file)?);
-    let mut chunk: Vec<(usize, Value)> = Vec::with_capacity(CHUNK);
-    let mut flush = |chunk: &mut Vec<(usize, Value)>, report: &mut ImportReport| -> Result<()> {
-        let batch = std::mem::take(chunk);
-        // Each resource is validated before anything is written for it, so a bad one can be
-        // skipped inside the chunk's transaction without leaving partial rows.
-        let outcomes = store.write(|c| {
-            Ok(batch
-                .into_iter()
-                .map(|(line, v)| (line, put_one(c, v)))
-                .collect::<Vec<_>>())
-        })?;
-        for (line, r) in outcomes {
-            match r {
-                Ok(t) => count(report, t),
-                Err(e) => report.errors.push(ImportIssue {
-                    file: file.to_owned(),
-                    position: format!("line {line}"),
-                    message: e.to_string(),
-                }),
+    // One thread reads, parses, validates and indexes; this one writes. Two chunks in
+    // flight bound the memory.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, Result<ops::Prepared>)>>(2);
+    std::thread::scope(|scope| -> Result<()> {
+        let producer = scope.spawn(move || -> Result<()> {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for (i, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let prepared = serde_json::from_str::<Value>(&line)
+                    .map_err(|e| StoreError::structure(format!("not valid JSON: {e}")))
+                    .and_then(ops::prepare_put);
+                chunk.push((i + 1, prepared));
+                if chunk.len() >= CHUNK && tx.send(std::mem::take(&mut chunk)).is_err() {
+                    return Ok(()); // the writer stopped; its error is reported
+                }
             }
+            if !chunk.is_empty() {
+                let _ = tx.send(chunk);
+            }
+            Ok(())
+        });
+        for batch in rx {
+            // A resource that failed to prepare was never written; a failed write of one
+            // resource happens before any of its rows, so the chunk can still commit.
+            let outcomes = store.write(|c| {
+                Ok(batch
+                    .into_iter()
+                    .map(|(line, p)| {
+                        let r = p.and_then(|p| {
+                            let t = p.rtype().to_owned();
+                            ops::put_prepared(c, p).map(|_| t)
+                        });
+                        (line, r)
+                    })
+                    .collect::<Vec<_>>())
+            })?;
+            for (line, r) in outcomes {
+                match r {
+                    Ok(t) => count(report, t),
+                    Err(e) => report.errors.push(ImportIssue {
+                        file: file.to_owned(),
+                        position: format!("line {line}"),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            progress(report.resources);
         }
-        progress(report.resources);
-        Ok(())
-    };
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(&line) {
-            Ok(v) => chunk.push((i + 1, v)),
-            Err(e) => report.errors.push(ImportIssue {
-                file: file.to_owned(),
-                position: format!("line {}", i + 1),
-                message: format!("not valid JSON: {e}"),
-            }),
-        }
-        if chunk.len() >= CHUNK {
-            flush(&mut chunk, report)?;
-        }
-    }
-    if !chunk.is_empty() {
-        flush(&mut chunk, report)?;
-    }
-    Ok(())
+        producer.join().map_err(|_| StoreError::Worker)?
+    })
 }
 
 fn import_json_file(store: &Store, file: &Path, report: &mut ImportReport) -> Result<()> {

@@ -250,7 +250,13 @@ fn add_value(
 }
 
 /// Write the index rows of resource `rid`, first removing old ones when `replace`.
-pub fn write(conn: &Connection, rid: i64, rtype: &str, rows: &IndexRows, replace: bool) -> Result<()> {
+pub fn write(
+    conn: &Connection,
+    rid: i64,
+    rtype: &str,
+    rows: &IndexRows,
+    replace: bool,
+) -> Result<()> {
     if replace {
         delete(conn, rid)?;
     }

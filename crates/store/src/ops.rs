@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Result, StoreError};
 use crate::fhir::ResourceType;
-use crate::{fhirtime, index};
+use crate::fhirtime;
+use crate::index::{self, IndexRows};
 
 /// One stored version of a resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +233,33 @@ pub fn vread(conn: &Connection, rtype: &str, id: &str, vid: &str) -> Result<Stor
 }
 
 /// Write one new version (or deletion) and its history row and index rows.
+/// Set `id`, `meta.versionId` and `meta.lastUpdated`, then serialise and index.
+fn stamp(
+    rtype: &str,
+    id: &str,
+    version: i64,
+    now: i64,
+    mut v: Value,
+) -> (Value, String, IndexRows) {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("id".into(), Value::String(id.to_owned()));
+        let meta = obj
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("versionId".into(), Value::String(version.to_string()));
+            meta.insert(
+                "lastUpdated".into(),
+                Value::String(fhirtime::format_instant(now)),
+            );
+        }
+    }
+    let rows = index::extract(rtype, &v);
+    let body = v.to_string();
+    (v, body, rows)
+}
+
+/// Write one new version (or deletion) and its history row and index rows.
 fn write_version(
     conn: &Connection,
     rtype: &str,
@@ -241,24 +269,24 @@ fn write_version(
     method: Method,
 ) -> Result<Stored> {
     let now = fhirtime::now_ms();
-    let (body, rows) = match resource {
-        Some(mut v) => {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("id".into(), Value::String(id.to_owned()));
-                let meta = obj
-                    .entry("meta")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Some(meta) = meta.as_object_mut() {
-                    meta.insert("versionId".into(), Value::String(version.to_string()));
-                    meta.insert(
-                        "lastUpdated".into(),
-                        Value::String(fhirtime::format_instant(now)),
-                    );
-                }
-            }
-            let rows = index::extract(rtype, &v);
-            (Some(v.to_string()), Some(rows))
-        }
+    let stamped = resource.map(|v| {
+        let (_, body, rows) = stamp(rtype, id, version, now, v);
+        (body, rows)
+    });
+    store_rows(conn, rtype, id, version, now, stamped, method)
+}
+
+fn store_rows(
+    conn: &Connection,
+    rtype: &str,
+    id: &str,
+    version: i64,
+    now: i64,
+    stamped: Option<(String, IndexRows)>,
+    method: Method,
+) -> Result<Stored> {
+    let (body, rows) = match stamped {
+        Some((b, r)) => (Some(b), Some(r)),
         None => (None, None),
     };
     let rid: i64 = conn
@@ -297,6 +325,66 @@ fn write_version(
         updated_ms: now,
         body,
     })
+}
+
+/// A resource made ready for storage away from the writer connection: validated,
+/// stamped as version 1, serialised and indexed. Bulk import prepares on one thread while
+/// another writes, since only the writing needs the (single) writer connection.
+#[derive(Debug)]
+pub struct Prepared {
+    rtype: String,
+    id: String,
+    now: i64,
+    value: Value,
+    body: String,
+    rows: IndexRows,
+}
+
+impl Prepared {
+    pub fn rtype(&self) -> &str {
+        &self.rtype
+    }
+}
+
+/// Prepare a resource for [`put_prepared`] (update-as-create under its own id, or a new id).
+pub fn prepare_put(resource: Value) -> Result<Prepared> {
+    let rtype = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| StoreError::invalid("resourceType is missing", Some("resourceType")))?
+        .to_owned();
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    validate(&rtype, id.as_deref(), &resource)?;
+    let id = id.unwrap_or_else(new_id);
+    let now = fhirtime::now_ms();
+    let (value, body, rows) = stamp(&rtype, &id, 1, now, resource);
+    Ok(Prepared {
+        rtype,
+        id,
+        now,
+        value,
+        body,
+        rows,
+    })
+}
+
+/// Store a prepared resource: the fast path when its id is new, a normal update otherwise.
+pub fn put_prepared(conn: &Connection, p: Prepared) -> Result<Stored> {
+    match current(conn, &p.rtype, &p.id)? {
+        None => store_rows(
+            conn,
+            &p.rtype,
+            &p.id,
+            1,
+            p.now,
+            Some((p.body, p.rows)),
+            Method::Put,
+        ),
+        Some(_) => Ok(update(conn, &p.rtype, &p.id, p.value, None)?.0),
+    }
 }
 
 /// A fresh server-assigned id.

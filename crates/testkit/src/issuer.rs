@@ -88,7 +88,13 @@ impl TestIssuer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, shared, task, k1, k2 })
+        Ok(Self {
+            addr,
+            shared,
+            task,
+            k1,
+            k2,
+        })
     }
 
     /// The issuer identifier (`http://127.0.0.1:PORT`, no trailing slash).
@@ -231,7 +237,9 @@ async fn gate(s: &Shared) -> Option<Response> {
 }
 
 fn discovery_doc(s: &Shared) -> Value {
-    let issuer = lock(&s.discovery_issuer).clone().unwrap_or_else(|| s.issuer.clone());
+    let issuer = lock(&s.discovery_issuer)
+        .clone()
+        .unwrap_or_else(|| s.issuer.clone());
     json!({
         "issuer": issuer,
         "jwks_uri": format!("{}/jwks", s.issuer),
@@ -273,7 +281,10 @@ async fn jwks(State(s): State<Arc<Shared>>) -> Response {
         doc["padding"] = json!("x".repeat(2 * 1024 * 1024 + 1));
     }
     let mut resp = axum::Json(doc).into_response();
-    if let Some(cc) = lock(&s.cache_control).as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+    if let Some(cc) = lock(&s.cache_control)
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         resp.headers_mut().insert(header::CACHE_CONTROL, cc);
     }
     resp
@@ -290,13 +301,22 @@ async fn introspect(
     }
     let expected = format!(
         "Basic {}",
-        STANDARD.encode(format!("{INTROSPECTION_CLIENT_ID}:{INTROSPECTION_CLIENT_SECRET}"))
+        STANDARD.encode(format!(
+            "{INTROSPECTION_CLIENT_ID}:{INTROSPECTION_CLIENT_SECRET}"
+        ))
     );
-    let basic_ok = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    let basic_ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str());
     let assertion_ok = form.get("client_assertion").is_some_and(|a| !a.is_empty())
         && form.get("client_id").map(String::as_str) == Some(INTROSPECTION_CLIENT_ID);
     if !basic_ok && !assertion_ok {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
     }
     let body = form
         .get("token")

@@ -24,7 +24,10 @@ pub fn b64url(bytes: impl AsRef<[u8]>) -> String {
 
 /// Seconds since the Unix epoch by the host clock.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[derive(Clone)]
@@ -61,13 +64,15 @@ impl TestKey {
 
     /// A fresh P-256 key, published with `alg: ES256`.
     pub fn ec_p256(kid: &str) -> anyhow::Result<Self> {
-        let k = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| anyhow!("EC keygen"))?;
+        let k = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| anyhow!("EC keygen"))?;
         Ok(Self::with(kid, Material::P256(Arc::new(k)), Some("ES256")))
     }
 
     /// A fresh P-384 key, published with `alg: ES384`.
     pub fn ec_p384(kid: &str) -> anyhow::Result<Self> {
-        let k = EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING).map_err(|_| anyhow!("EC keygen"))?;
+        let k = EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING)
+            .map_err(|_| anyhow!("EC keygen"))?;
         Ok(Self::with(kid, Material::P384(Arc::new(k)), Some("ES384")))
     }
 
@@ -78,12 +83,20 @@ impl TestKey {
     }
 
     fn with(kid: &str, material: Material, alg: Option<&str>) -> Self {
-        Self { kid: kid.to_owned(), material, jwk_alg: alg.map(str::to_owned), jwk_use: Some("sig".into()) }
+        Self {
+            kid: kid.to_owned(),
+            material,
+            jwk_alg: alg.map(str::to_owned),
+            jwk_use: Some("sig".into()),
+        }
     }
 
     /// The same key under another `kid` or publication.
     pub fn renamed(&self, kid: &str) -> Self {
-        Self { kid: kid.to_owned(), ..self.clone() }
+        Self {
+            kid: kid.to_owned(),
+            ..self.clone()
+        }
     }
 
     /// The public JWK as the issuer publishes it.
@@ -100,11 +113,21 @@ impl TestKey {
             Material::P256(k) | Material::P384(k) => {
                 let point = k.public_key().as_ref();
                 let coord = (point.len().saturating_sub(1)) / 2;
-                let crv = if matches!(self.material, Material::P256(_)) { "P-256" } else { "P-384" };
+                let crv = if matches!(self.material, Material::P256(_)) {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 m.insert("kty".into(), json!("EC"));
                 m.insert("crv".into(), json!(crv));
-                m.insert("x".into(), json!(b64url(point.get(1..1 + coord).unwrap_or_default())));
-                m.insert("y".into(), json!(b64url(point.get(1 + coord..).unwrap_or_default())));
+                m.insert(
+                    "x".into(),
+                    json!(b64url(point.get(1..1 + coord).unwrap_or_default())),
+                );
+                m.insert(
+                    "y".into(),
+                    json!(b64url(point.get(1 + coord..).unwrap_or_default())),
+                );
             }
             Material::Ed(k) => {
                 m.insert("kty".into(), json!("OKP"));
@@ -136,12 +159,15 @@ impl TestKey {
                     _ => bail!("RSA key cannot sign {alg}"),
                 };
                 let mut out = vec![0; k.public_modulus_len()];
-                k.sign(enc, &rng, msg, &mut out).map_err(|_| anyhow!("RSA sign"))?;
+                k.sign(enc, &rng, msg, &mut out)
+                    .map_err(|_| anyhow!("RSA sign"))?;
                 Ok(out)
             }
-            (Material::P256(k), "ES256") | (Material::P384(k), "ES384") => {
-                Ok(k.sign(&rng, msg).map_err(|_| anyhow!("EC sign"))?.as_ref().to_vec())
-            }
+            (Material::P256(k), "ES256") | (Material::P384(k), "ES384") => Ok(k
+                .sign(&rng, msg)
+                .map_err(|_| anyhow!("EC sign"))?
+                .as_ref()
+                .to_vec()),
             (Material::Ed(k), "EdDSA") => Ok(k.sign(msg).as_ref().to_vec()),
             _ => bail!("key {} cannot sign {alg}", self.kid),
         }
@@ -150,9 +176,16 @@ impl TestKey {
     /// The encodings of an RSA public key an HS256 key-confusion attacker would try as the
     /// HMAC secret: PKCS#1 DER, SPKI DER, PKCS#1 PEM, SPKI PEM, and the raw JWK `n`.
     pub fn rsa_public_key_forms(&self) -> anyhow::Result<Vec<Vec<u8>>> {
-        let Material::Rsa(k) = &self.material else { bail!("not an RSA key") };
+        let Material::Rsa(k) = &self.material else {
+            bail!("not an RSA key")
+        };
         let pkcs1 = k.public_key().as_ref().to_vec();
-        let spki = k.public_key().as_der().map_err(|_| anyhow!("SPKI"))?.as_ref().to_vec();
+        let spki = k
+            .public_key()
+            .as_der()
+            .map_err(|_| anyhow!("SPKI"))?
+            .as_ref()
+            .to_vec();
         let n = PublicKeyComponents::<Vec<u8>>::from(k.public_key()).n;
         Ok(vec![
             pkcs1.clone(),
@@ -171,7 +204,11 @@ impl TestKey {
                 .map_err(|_| anyhow!("pkcs8"))?
                 .as_ref()
                 .to_vec(),
-            Material::P256(k) | Material::P384(k) => k.to_pkcs8v1().map_err(|_| anyhow!("pkcs8"))?.as_ref().to_vec(),
+            Material::P256(k) | Material::P384(k) => k
+                .to_pkcs8v1()
+                .map_err(|_| anyhow!("pkcs8"))?
+                .as_ref()
+                .to_vec(),
         };
         Ok(pem("PRIVATE KEY", &der))
     }
@@ -298,7 +335,12 @@ impl JwtBuilder {
             .and_then(|h| serde_json::from_str::<Value>(h).ok())
             .and_then(|v| v.get("alg").and_then(Value::as_str).map(str::to_owned));
         from_raw
-            .or_else(|| self.header.get("alg").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| {
+                self.header
+                    .get("alg")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .unwrap_or_default()
     }
 
@@ -343,7 +385,9 @@ fn hmac(alg: &str, secret: &[u8], msg: &[u8]) -> Vec<u8> {
         "HS512" => hmac::HMAC_SHA512,
         _ => hmac::HMAC_SHA256,
     };
-    hmac::sign(&hmac::Key::new(a, secret), msg).as_ref().to_vec()
+    hmac::sign(&hmac::Key::new(a, secret), msg)
+        .as_ref()
+        .to_vec()
 }
 
 /// Flip one bit of the signature of a compact token (J13).

@@ -31,7 +31,9 @@ pub fn extract_bearer<'a>(
             if from_query.is_some() {
                 return Err(CredentialError::MultipleCredentials);
             }
-            Some(parse_authorization(v.to_str().map_err(|_| CredentialError::Malformed)?)?)
+            Some(parse_authorization(
+                v.to_str().map_err(|_| CredentialError::Malformed)?,
+            )?)
         }
     };
     Ok(from_header.map(Cow::Borrowed).or(from_query))
@@ -84,26 +86,61 @@ mod tests {
     fn scheme_is_case_insensitive() {
         for s in ["Bearer abc", "bearer abc", "BEARER   abc", "bEaReR\tabc"] {
             let hm = h(&[s]);
-            assert_eq!(extract_bearer(&hm, None).unwrap().as_deref(), Some("abc"), "{s}");
+            assert_eq!(
+                extract_bearer(&hm, None).unwrap().as_deref(),
+                Some("abc"),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn exactly_one_credential() {
-        assert_eq!(extract_bearer(&h(&["Bearer a", "Bearer b"]), None), Err(CredentialError::MultipleCredentials));
-        assert_eq!(extract_bearer(&h(&["Bearer a"]), Some("access_token=b")), Err(CredentialError::MultipleCredentials));
-        assert_eq!(extract_bearer(&h(&[]), Some("access_token=a&access_token=b")), Err(CredentialError::MultipleCredentials));
-        assert_eq!(extract_bearer(&h(&[]), Some("x=1&access_token=a%2Bb")).unwrap().as_deref(), Some("a+b"));
-        assert_eq!(extract_bearer(&h(&["Bearer a"]), Some("x=1")).unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            extract_bearer(&h(&["Bearer a", "Bearer b"]), None),
+            Err(CredentialError::MultipleCredentials)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearer a"]), Some("access_token=b")),
+            Err(CredentialError::MultipleCredentials)
+        );
+        assert_eq!(
+            extract_bearer(&h(&[]), Some("access_token=a&access_token=b")),
+            Err(CredentialError::MultipleCredentials)
+        );
+        assert_eq!(
+            extract_bearer(&h(&[]), Some("x=1&access_token=a%2Bb"))
+                .unwrap()
+                .as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearer a"]), Some("x=1"))
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
     fn absent_empty_and_other_schemes() {
         assert_eq!(extract_bearer(&h(&[]), None), Ok(None));
         assert_eq!(extract_bearer(&h(&[]), Some("_count=1")), Ok(None));
-        assert_eq!(extract_bearer(&h(&["Bearer"]), None), Err(CredentialError::Malformed));
-        assert_eq!(extract_bearer(&h(&["Bearer   "]), None), Err(CredentialError::Malformed));
-        assert_eq!(extract_bearer(&h(&["Basic dXNlcjpwdw=="]), None), Err(CredentialError::UnsupportedScheme));
-        assert_eq!(extract_bearer(&h(&["Bearerabc"]), None), Err(CredentialError::UnsupportedScheme));
+        assert_eq!(
+            extract_bearer(&h(&["Bearer"]), None),
+            Err(CredentialError::Malformed)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearer   "]), None),
+            Err(CredentialError::Malformed)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Basic dXNlcjpwdw=="]), None),
+            Err(CredentialError::UnsupportedScheme)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearerabc"]), None),
+            Err(CredentialError::UnsupportedScheme)
+        );
     }
 }

@@ -30,14 +30,18 @@ impl TimeSource for SystemSource {
     fn since_epoch(&self) -> Duration {
         // A clock before 1970 is a broken host; treating it as the epoch makes every token
         // look not-yet-valid rather than panicking.
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
     }
 }
 
 impl Clock {
     /// The host's real-time clock.
     pub fn system() -> Self {
-        Self { source: Arc::new(SystemSource) }
+        Self {
+            source: Arc::new(SystemSource),
+        }
     }
 
     /// A clock driven by any [`TimeSource`].
@@ -65,7 +69,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A manual clock starting at `unix_secs`.
     pub fn new(unix_secs: u64) -> Arc<Self> {
-        Arc::new(Self { millis: AtomicU64::new(unix_secs.saturating_mul(1000)) })
+        Arc::new(Self {
+            millis: AtomicU64::new(unix_secs.saturating_mul(1000)),
+        })
     }
 
     /// A [`Clock`] reading this source.
@@ -81,7 +87,8 @@ impl ManualClock {
 
     /// Jump to an absolute time.
     pub fn set_unix_secs(&self, unix_secs: u64) {
-        self.millis.store(unix_secs.saturating_mul(1000), Ordering::SeqCst);
+        self.millis
+            .store(unix_secs.saturating_mul(1000), Ordering::SeqCst);
     }
 }
 

@@ -10,6 +10,20 @@ use serde::Deserialize;
 use url::Url;
 
 /// One trusted token issuer as written in the config file (`tokens.issuers[]`).
+///
+/// ```yaml
+/// - issuer: https://login.example.org/oauth2/default   # exact `iss` string
+///   audiences: [https://fhir.example.org/fhir]          # default: the public FHIR base
+///   algorithms: [RS256, ES256]
+///   clock_skew: 60s
+///   max_token_lifetime: 24h
+///   required_typ: at+jwt
+///   claims: { scope: [scp], client_id: [cid] }          # Okta
+///   introspection:
+///     endpoint: https://login.example.org/oauth2/default/v1/introspect
+///     client_id: fhirgate
+///     client_secret_env: FHIRGATE_INTROSPECTION_SECRET
+/// ```
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
@@ -180,7 +194,11 @@ pub enum ClientAuth {
     /// HTTP Basic with the client id and this secret (RFC 6749 §2.3.1).
     ClientSecretBasic(Secret),
     /// A signed client assertion (RFC 7523, SMART backend services).
-    PrivateKeyJwt { key: EncodingKey, alg: Algorithm, kid: Option<String> },
+    PrivateKeyJwt {
+        key: EncodingKey,
+        alg: Algorithm,
+        kid: Option<String>,
+    },
 }
 
 impl fmt::Debug for ClientAuth {
@@ -289,7 +307,9 @@ impl IssuerConfig {
             s.algorithms = self
                 .algorithms
                 .iter()
-                .map(|a| parse_alg(a).ok_or_else(|| err("algorithms", format!("unsupported `{a}`"))))
+                .map(|a| {
+                    parse_alg(a).ok_or_else(|| err("algorithms", format!("unsupported `{a}`")))
+                })
                 .collect::<Result<_, _>>()?;
         }
         let dur = |field: &'static str, v: &Option<String>, d: Duration| match v {
@@ -298,22 +318,40 @@ impl IssuerConfig {
                 .map_err(|e| err(field, format!("expected a duration like `60s`: {e}"))),
         };
         s.clock_skew = dur("clock_skew", &self.clock_skew, s.clock_skew)?;
-        s.max_lifetime = dur("max_token_lifetime", &self.max_token_lifetime, s.max_lifetime)?;
+        s.max_lifetime = dur(
+            "max_token_lifetime",
+            &self.max_token_lifetime,
+            s.max_lifetime,
+        )?;
         s.token_cache_ttl = dur("token_cache_ttl", &self.token_cache_ttl, s.token_cache_ttl)?;
         s.fetch_timeout = dur("fetch_timeout", &self.fetch_timeout, s.fetch_timeout)?;
-        s.jwks_refresh_min = dur("jwks_refresh_min", &self.jwks_refresh_min, s.jwks_refresh_min)?;
-        s.jwks_refresh_max = dur("jwks_refresh_max", &self.jwks_refresh_max, s.jwks_refresh_max)?;
-        s.jwks_refetch_interval =
-            dur("jwks_refetch_interval", &self.jwks_refetch_interval, s.jwks_refetch_interval)?;
+        s.jwks_refresh_min = dur(
+            "jwks_refresh_min",
+            &self.jwks_refresh_min,
+            s.jwks_refresh_min,
+        )?;
+        s.jwks_refresh_max = dur(
+            "jwks_refresh_max",
+            &self.jwks_refresh_max,
+            s.jwks_refresh_max,
+        )?;
+        s.jwks_refetch_interval = dur(
+            "jwks_refetch_interval",
+            &self.jwks_refetch_interval,
+            s.jwks_refetch_interval,
+        )?;
         if s.jwks_refresh_min > s.jwks_refresh_max {
-            return Err(err("jwks_refresh_min", "must not exceed jwks_refresh_max".into()));
+            return Err(err(
+                "jwks_refresh_min",
+                "must not exceed jwks_refresh_max".into(),
+            ));
         }
         if s.fetch_timeout.is_zero() || s.fetch_timeout > Duration::from_secs(60) {
             return Err(err("fetch_timeout", "expected between 1ms and 60s".into()));
         }
         if let Some(size) = &self.fetch_max_size {
-            s.fetch_max_bytes =
-                parse_size(size).ok_or_else(|| err("fetch_max_size", "expected a size like `1MiB`".into()))?;
+            s.fetch_max_bytes = parse_size(size)
+                .ok_or_else(|| err("fetch_max_size", "expected a size like `1MiB`".into()))?;
         }
         s.required_typ = self.required_typ.clone();
         s.claims = mapping(&self.claims);
@@ -325,22 +363,33 @@ impl IssuerConfig {
         let wants_hmac = s.algorithms.iter().any(|a| is_hmac(*a));
         match (&self.hs_secret_env, wants_hmac) {
             (Some(var), true) => {
-                let v = env(var).ok_or_else(|| err("hs_secret_env", format!("`{var}` is not set")))?;
+                let v =
+                    env(var).ok_or_else(|| err("hs_secret_env", format!("`{var}` is not set")))?;
                 if v.len() < 32 {
-                    return Err(err("hs_secret_env", "secret must be at least 32 bytes".into()));
+                    return Err(err(
+                        "hs_secret_env",
+                        "secret must be at least 32 bytes".into(),
+                    ));
                 }
                 s.hs_secret = Some(Secret::new(v.into_bytes()));
             }
             (None, true) => {
-                return Err(err("algorithms", "HS* algorithms need `hs_secret_env`".into()));
+                return Err(err(
+                    "algorithms",
+                    "HS* algorithms need `hs_secret_env`".into(),
+                ));
             }
             (Some(_), false) => {
-                return Err(err("hs_secret_env", "set, but no HS* algorithm is allowed".into()));
+                return Err(err(
+                    "hs_secret_env",
+                    "set, but no HS* algorithm is allowed".into(),
+                ));
             }
             (None, false) => {}
         }
         if let Some(i) = &self.introspection {
-            s.introspection = Some(introspection(i, self.allow_http, env).map_err(|(f, m)| err(f, m))?);
+            s.introspection =
+                Some(introspection(i, self.allow_http, env).map_err(|(f, m)| err(f, m))?);
         }
         Ok(s)
     }
@@ -362,29 +411,42 @@ fn introspection(
     allow_http: bool,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<IntrospectionSettings, (&'static str, String)> {
-    let endpoint = Url::parse(&i.endpoint).map_err(|e| ("introspection.endpoint", e.to_string()))?;
+    let endpoint =
+        Url::parse(&i.endpoint).map_err(|e| ("introspection.endpoint", e.to_string()))?;
     check_scheme(&endpoint, allow_http).map_err(|m| ("introspection.endpoint", m))?;
     let auth = match (&i.client_secret_env, &i.private_key_file) {
         (Some(var), None) => {
-            let v = env(var).ok_or(("introspection.client_secret_env", format!("`{var}` is not set")))?;
+            let v = env(var).ok_or((
+                "introspection.client_secret_env",
+                format!("`{var}` is not set"),
+            ))?;
             ClientAuth::ClientSecretBasic(Secret::new(v.into_bytes()))
         }
         (None, Some(path)) => {
             let alg = match &i.private_key_alg {
                 None => Algorithm::RS384,
-                Some(a) => parse_alg(a)
-                    .filter(|a| !is_hmac(*a))
-                    .ok_or(("introspection.private_key_alg", format!("unsupported `{a}`")))?,
+                Some(a) => parse_alg(a).filter(|a| !is_hmac(*a)).ok_or((
+                    "introspection.private_key_alg",
+                    format!("unsupported `{a}`"),
+                ))?,
             };
-            let pem = std::fs::read(path)
-                .map_err(|e| ("introspection.private_key_file", format!("{}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                (
+                    "introspection.private_key_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
             let key = match alg {
                 Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem),
                 Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
                 _ => EncodingKey::from_rsa_pem(&pem),
             }
             .map_err(|e| ("introspection.private_key_file", e.to_string()))?;
-            ClientAuth::PrivateKeyJwt { key, alg, kid: i.private_key_kid.clone() }
+            ClientAuth::PrivateKeyJwt {
+                key,
+                alg,
+                kid: i.private_key_kid.clone(),
+            }
         }
         _ => {
             return Err((
@@ -402,7 +464,11 @@ fn introspection(
         client_id: i.client_id.clone(),
         auth,
         cache_ttl: dur("introspection.cache_ttl", &i.cache_ttl, 60)?,
-        negative_cache_ttl: dur("introspection.negative_cache_ttl", &i.negative_cache_ttl, 10)?,
+        negative_cache_ttl: dur(
+            "introspection.negative_cache_ttl",
+            &i.negative_cache_ttl,
+            10,
+        )?,
     })
 }
 
@@ -469,8 +535,41 @@ mod tests {
     }
 
     #[test]
+    fn documented_yaml_example_parses() {
+        let yaml = r"
+issuer: https://login.example.org/oauth2/default
+audiences: [https://fhir.example.org/fhir]
+algorithms: [RS256, ES256]
+clock_skew: 60s
+max_token_lifetime: 24h
+required_typ: at+jwt
+claims: { scope: [scp], client_id: [cid] }
+introspection:
+  endpoint: https://login.example.org/oauth2/default/v1/introspect
+  client_id: fhirgate
+  client_secret_env: FHIRGATE_INTROSPECTION_SECRET
+";
+        let c: IssuerConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        let s = c
+            .validate_with_env("https://gw/fhir", &|_| Some("pw".into()))
+            .unwrap();
+        assert_eq!(
+            s.audiences,
+            vec!["https://fhir.example.org/fhir".to_string()]
+        );
+        assert_eq!(s.claims.scope, vec!["scp".to_string()]);
+        assert_eq!(s.claims.patient, "patient");
+        assert_eq!(s.max_lifetime, Duration::from_secs(86_400));
+        let typo = yaml.replace("clock_skew", "clock_skwe");
+        assert!(serde_yaml_ng::from_str::<IssuerConfig>(&typo).is_err());
+    }
+
+    #[test]
     fn defaults_and_durations() {
-        let c = yaml(r#"{"issuer":"https://idp.example","clock_skew":"30s","fetch_max_size":"512KiB"}"#).unwrap();
+        let c = yaml(
+            r#"{"issuer":"https://idp.example","clock_skew":"30s","fetch_max_size":"512KiB"}"#,
+        )
+        .unwrap();
         let s = c.validate_with_env("https://gw/fhir", &|_| None).unwrap();
         assert_eq!(s.audiences, vec!["https://gw/fhir".to_string()]);
         assert_eq!(s.clock_skew, Duration::from_secs(30));
@@ -492,15 +591,25 @@ mod tests {
             r#"{"issuer":"https://idp","introspection":{"endpoint":"https://idp/i","client_id":"gw"}}"#,
         ];
         for b in bad {
-            assert!(yaml(b).unwrap().validate_with_env("https://gw/fhir", &|_| None).is_err(), "{b}");
+            assert!(
+                yaml(b)
+                    .unwrap()
+                    .validate_with_env("https://gw/fhir", &|_| None)
+                    .is_err(),
+                "{b}"
+            );
         }
     }
 
     #[test]
     fn hs_secret_from_env_and_loopback_http() {
-        let c = yaml(r#"{"issuer":"http://127.0.0.1:9/","algorithms":["HS256"],"hs_secret_env":"S"}"#).unwrap();
+        let c =
+            yaml(r#"{"issuer":"http://127.0.0.1:9/","algorithms":["HS256"],"hs_secret_env":"S"}"#)
+                .unwrap();
         let long = "x".repeat(32);
-        let s = c.validate_with_env("a", &|k| (k == "S").then(|| long.clone())).unwrap();
+        let s = c
+            .validate_with_env("a", &|k| (k == "S").then(|| long.clone()))
+            .unwrap();
         assert_eq!(s.hs_secret.as_ref().map(|x| x.expose().len()), Some(32));
         assert_eq!(format!("{:?}", s.hs_secret), "Some(Secret([redacted]))");
         assert!(c.validate_with_env("a", &|_| Some("short".into())).is_err());

@@ -64,7 +64,9 @@ impl ErrorClass {
 
 /// Keep header values well-formed even if a realm contains quotes or control characters.
 fn quote(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
 }
 
 /// Why the way the credential was presented is unacceptable (before any token parsing).
@@ -113,18 +115,19 @@ impl TokenError {
             Self::Missing | Self::Credential(CredentialError::UnsupportedScheme) => {
                 ErrorClass::Login
             }
-            Self::Credential(CredentialError::MultipleCredentials) => {
-                ErrorClass::BadRequest { description: "more than one access token presented" }
-            }
-            Self::Credential(CredentialError::Malformed) => {
-                ErrorClass::BadRequest { description: "malformed Authorization header" }
-            }
-            Self::Invalid(r) => {
-                ErrorClass::InvalidToken { expired: r.is_time(), description: r.description() }
-            }
-            Self::Unavailable { retry_after, .. } => {
-                ErrorClass::Unavailable { retry_after: *retry_after }
-            }
+            Self::Credential(CredentialError::MultipleCredentials) => ErrorClass::BadRequest {
+                description: "more than one access token presented",
+            },
+            Self::Credential(CredentialError::Malformed) => ErrorClass::BadRequest {
+                description: "malformed Authorization header",
+            },
+            Self::Invalid(r) => ErrorClass::InvalidToken {
+                expired: r.is_time(),
+                description: r.description(),
+            },
+            Self::Unavailable { retry_after, .. } => ErrorClass::Unavailable {
+                retry_after: *retry_after,
+            },
         }
     }
 
@@ -248,19 +251,41 @@ mod tests {
     #[test]
     fn classes_map_to_rfc6750_challenges() {
         let login = TokenError::Missing.class();
-        assert_eq!(login.www_authenticate("https://gw/fhir").as_deref(), Some("Bearer realm=\"https://gw/fhir\""));
+        assert_eq!(
+            login.www_authenticate("https://gw/fhir").as_deref(),
+            Some("Bearer realm=\"https://gw/fhir\"")
+        );
         let inv = TokenError::Invalid(Reason::Expired).class();
-        assert_eq!(inv, ErrorClass::InvalidToken { expired: true, description: "token expired" });
+        assert_eq!(
+            inv,
+            ErrorClass::InvalidToken {
+                expired: true,
+                description: "token expired"
+            }
+        );
         assert_eq!(
             inv.www_authenticate("r").as_deref(),
-            Some("Bearer realm=\"r\", error=\"invalid_token\", error_description=\"token expired\"")
+            Some(
+                "Bearer realm=\"r\", error=\"invalid_token\", error_description=\"token expired\""
+            )
         );
         let sig = TokenError::Invalid(Reason::Signature).class();
-        assert!(matches!(sig, ErrorClass::InvalidToken { expired: false, .. }));
+        assert!(matches!(
+            sig,
+            ErrorClass::InvalidToken { expired: false, .. }
+        ));
         let two = TokenError::from(CredentialError::MultipleCredentials).class();
         assert_eq!(two.oauth_error(), Some("invalid_request"));
-        let down = TokenError::Unavailable { retry_after: Duration::from_secs(7), detail: "x" };
-        assert_eq!(down.class(), ErrorClass::Unavailable { retry_after: Duration::from_secs(7) });
+        let down = TokenError::Unavailable {
+            retry_after: Duration::from_secs(7),
+            detail: "x",
+        };
+        assert_eq!(
+            down.class(),
+            ErrorClass::Unavailable {
+                retry_after: Duration::from_secs(7)
+            }
+        );
         assert_eq!(down.class().www_authenticate("r"), None);
     }
 

@@ -40,7 +40,11 @@ pub fn client() -> Client {
 }
 
 /// Send `req`, expecting 200, and read at most `max_bytes` within `timeout`.
-pub async fn send(req: RequestBuilder, timeout: Duration, max_bytes: usize) -> Result<Fetched, FetchError> {
+pub async fn send(
+    req: RequestBuilder,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Fetched, FetchError> {
     match tokio::time::timeout(timeout, send_inner(req.timeout(timeout), max_bytes)).await {
         Ok(r) => r,
         Err(_) => Err(FetchError::Timeout),
@@ -48,7 +52,13 @@ pub async fn send(req: RequestBuilder, timeout: Duration, max_bytes: usize) -> R
 }
 
 async fn send_inner(req: RequestBuilder, max_bytes: usize) -> Result<Fetched, FetchError> {
-    let mut resp = req.send().await.map_err(|e| if e.is_timeout() { FetchError::Timeout } else { FetchError::Transport })?;
+    let mut resp = req.send().await.map_err(|e| {
+        if e.is_timeout() {
+            FetchError::Timeout
+        } else {
+            FetchError::Transport
+        }
+    })?;
     if resp.status() != StatusCode::OK {
         return Err(FetchError::Status(resp.status().as_u16()));
     }
@@ -61,9 +71,13 @@ async fn send_inner(req: RequestBuilder, max_bytes: usize) -> Result<Fetched, Fe
         .and_then(|v| v.to_str().ok())
         .and_then(cache_max_age);
     let mut body = Vec::new();
-    while let Some(chunk) =
-        resp.chunk().await.map_err(|e| if e.is_timeout() { FetchError::Timeout } else { FetchError::Transport })?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        if e.is_timeout() {
+            FetchError::Timeout
+        } else {
+            FetchError::Transport
+        }
+    })? {
         if body.len() + chunk.len() > max_bytes {
             return Err(FetchError::TooLarge);
         }
@@ -82,7 +96,11 @@ pub fn cache_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some(v) = lower.strip_prefix("max-age=") {
-            age = v.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            age = v
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
         }
     }
     age
@@ -94,7 +112,10 @@ mod tests {
 
     #[test]
     fn cache_control_parsing() {
-        assert_eq!(cache_max_age("public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(
+            cache_max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
         assert_eq!(cache_max_age("Max-Age=\"5\""), Some(Duration::from_secs(5)));
         assert_eq!(cache_max_age("max-age=600, no-store"), Some(Duration::ZERO));
         assert_eq!(cache_max_age("public"), None);

@@ -14,9 +14,13 @@ pub const FUZZ_NOW: u64 = 1_700_000_000;
 
 /// Parse `data` as a token and check its claims; `Err` names a violated invariant.
 pub fn check_token_bytes(data: &[u8]) -> Result<(), String> {
-    let Ok(token) = std::str::from_utf8(data) else { return Ok(()) };
+    let Ok(token) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
     let _ = jwt::shape(token);
-    let Ok(parsed) = jwt::parse(token) else { return Ok(()) };
+    let Ok(parsed) = jwt::parse(token) else {
+        return Ok(());
+    };
     if token.len() > jwt::MAX_TOKEN_BYTES {
         return Err("accepted an oversized token".into());
     }
@@ -27,7 +31,12 @@ pub fn check_token_bytes(data: &[u8]) -> Result<(), String> {
     if parsed.signature_b64.is_empty() {
         return Err("accepted an empty signature".into());
     }
-    if parsed.header.kid.as_ref().is_some_and(|k| k.is_empty() || k.len() > jwt::MAX_KID_BYTES) {
+    if parsed
+        .header
+        .kid
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > jwt::MAX_KID_BYTES)
+    {
         return Err("accepted an out-of-range kid".into());
     }
     let settings = IssuerSettings::new(FUZZ_ISSUER, FUZZ_AUDIENCE);
@@ -38,7 +47,8 @@ pub fn check_token_bytes(data: &[u8]) -> Result<(), String> {
         if p.expires_at.saturating_add(settings.clock_skew.as_secs()) < FUZZ_NOW {
             return Err("accepted an expired token".into());
         }
-        if p.expires_at > FUZZ_NOW + settings.max_lifetime.as_secs() + settings.clock_skew.as_secs() {
+        if p.expires_at > FUZZ_NOW + settings.max_lifetime.as_secs() + settings.clock_skew.as_secs()
+        {
             return Err("accepted a token beyond the lifetime cap".into());
         }
     }

@@ -35,16 +35,28 @@ const CACHE_CAPACITY: u64 = 50_000;
 
 impl Introspector {
     pub(crate) fn new(settings: Arc<IssuerSettings>, clock: Clock, http: Client) -> Self {
-        let ttl = settings.introspection.as_ref().map_or(Duration::from_secs(60), |i| i.cache_ttl);
+        let ttl = settings
+            .introspection
+            .as_ref()
+            .map_or(Duration::from_secs(60), |i| i.cache_ttl);
         let cache = Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             // Real-time bound for memory; the injected clock decides validity.
             .time_to_live(ttl.max(Duration::from_secs(1)))
             .build();
-        Self { settings, clock, http, cache }
+        Self {
+            settings,
+            clock,
+            http,
+            cache,
+        }
     }
 
-    pub(crate) async fn introspect(&self, token: &str, key: [u8; 32]) -> Result<Arc<Principal>, TokenError> {
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+        key: [u8; 32],
+    ) -> Result<Arc<Principal>, TokenError> {
         let now = self.clock.now();
         if let Some(e) = self.cache.get(&key).await {
             if now < e.valid_until {
@@ -62,31 +74,48 @@ impl Introspector {
 
     async fn call(&self, token: &str) -> Result<Entry, TokenError> {
         let s = &self.settings;
-        let Some(cfg) = &s.introspection else { return Err(Reason::NoIntrospection.into()) };
+        let Some(cfg) = &s.introspection else {
+            return Err(Reason::NoIntrospection.into());
+        };
         let now = self.clock.now();
-        let mut form: Vec<(&str, String)> =
-            vec![("token", token.to_owned()), ("token_type_hint", "access_token".to_owned())];
-        let mut req = self.http.post(cfg.endpoint.clone()).header(reqwest::header::ACCEPT, "application/json");
+        let mut form: Vec<(&str, String)> = vec![
+            ("token", token.to_owned()),
+            ("token_type_hint", "access_token".to_owned()),
+        ];
+        let mut req = self
+            .http
+            .post(cfg.endpoint.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
         match &cfg.auth {
             ClientAuth::ClientSecretBasic(secret) => {
                 // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
-                let id: String = form_urlencoded::byte_serialize(cfg.client_id.as_bytes()).collect();
+                let id: String =
+                    form_urlencoded::byte_serialize(cfg.client_id.as_bytes()).collect();
                 let pw: String = form_urlencoded::byte_serialize(secret.expose()).collect();
                 req = req.basic_auth(id, Some(pw));
             }
             ClientAuth::PrivateKeyJwt { key, alg, kid } => {
-                let assertion = client_assertion(&cfg.client_id, cfg.endpoint.as_str(), key, *alg, kid, now)?;
+                let assertion =
+                    client_assertion(&cfg.client_id, cfg.endpoint.as_str(), key, *alg, kid, now)?;
                 form.push(("client_id", cfg.client_id.clone()));
-                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
                 form.push(("client_assertion", assertion));
             }
         }
-        let f = fetch::send(req.form(&form), s.fetch_timeout, s.fetch_max_bytes).await.map_err(|e| {
-            tracing::warn!(issuer = %s.issuer, error = %e, "introspection failed");
-            unavailable(s)
-        })?;
+        let f = fetch::send(req.form(&form), s.fetch_timeout, s.fetch_max_bytes)
+            .await
+            .map_err(|e| {
+                tracing::warn!(issuer = %s.issuer, error = %e, "introspection failed");
+                unavailable(s)
+            })?;
         let doc = parse_object(&f.body).map_err(|_| unavailable(s))?;
-        let inactive = |reason| Entry { outcome: Err(reason), valid_until: now + cfg.negative_cache_ttl };
+        let inactive = |reason| Entry {
+            outcome: Err(reason),
+            valid_until: now + cfg.negative_cache_ttl,
+        };
         if doc.get("active") != Some(&Value::Bool(true)) {
             return Ok(inactive(Reason::Inactive));
         }
@@ -105,12 +134,16 @@ impl Introspector {
         if exp.is_some_and(|e| now_s > e.saturating_add(s.clock_skew.as_secs())) {
             return Ok(inactive(Reason::Expired));
         }
-        let expires_at = exp.unwrap_or_else(|| ttl_end.as_secs());
+        let expires_at = exp.unwrap_or(ttl_end.as_secs());
         // A wrong-typed member in the IdP's own answer is the dependency's fault, not the
         // client's; refuse (fail closed) without caching.
-        let principal = principal_from(&doc, &s.claims, &s.issuer, expires_at).map_err(|_| unavailable(s))?;
+        let principal =
+            principal_from(&doc, &s.claims, &s.issuer, expires_at).map_err(|_| unavailable(s))?;
         let valid_until = ttl_end.min(Duration::from_secs(expires_at.saturating_add(1)));
-        Ok(Entry { outcome: Ok(Arc::new(principal)), valid_until })
+        Ok(Entry {
+            outcome: Ok(Arc::new(principal)),
+            valid_until,
+        })
     }
 }
 
@@ -140,5 +173,8 @@ fn client_assertion(
 }
 
 fn assertion_failed() -> TokenError {
-    TokenError::Unavailable { retry_after: Duration::from_secs(1), detail: "cannot sign client assertion" }
+    TokenError::Unavailable {
+        retry_after: Duration::from_secs(1),
+        detail: "cannot sign client assertion",
+    }
 }

@@ -101,11 +101,23 @@ mod tests {
 
     #[test]
     fn duplicates_rejected_at_any_depth() {
-        assert_eq!(parse_object(br#"{"alg":"RS256","alg":"none"}"#), Err(StrictJsonError::Duplicate));
-        assert_eq!(parse_object(br#"{"a":{"b":1,"b":2}}"#), Err(StrictJsonError::Duplicate));
-        assert_eq!(parse_object(br#"{"a":[{"b":1,"b":1}]}"#), Err(StrictJsonError::Duplicate));
+        assert_eq!(
+            parse_object(br#"{"alg":"RS256","alg":"none"}"#),
+            Err(StrictJsonError::Duplicate)
+        );
+        assert_eq!(
+            parse_object(br#"{"a":{"b":1,"b":2}}"#),
+            Err(StrictJsonError::Duplicate)
+        );
+        assert_eq!(
+            parse_object(br#"{"a":[{"b":1,"b":1}]}"#),
+            Err(StrictJsonError::Duplicate)
+        );
         // Escaped spelling of the same name is still the same member.
-        assert_eq!(parse_object(br#"{"sub":"a","s\u0075b":"b"}"#), Err(StrictJsonError::Duplicate));
+        assert_eq!(
+            parse_object(br#"{"sub":"a","s\u0075b":"b"}"#),
+            Err(StrictJsonError::Duplicate)
+        );
     }
 
     #[test]
@@ -117,7 +129,15 @@ mod tests {
 
     #[test]
     fn non_objects_and_garbage_rejected() {
-        for bad in [&b"[]"[..], b"\"x\"", b"1", b"{", b"{\"a\":1} x", b"\xff\xfe", b"{\"a\":1e999}"] {
+        for bad in [
+            &b"[]"[..],
+            b"\"x\"",
+            b"1",
+            b"{",
+            b"{\"a\":1} x",
+            b"\xff\xfe",
+            b"{\"a\":1e999}",
+        ] {
             assert_eq!(parse_object(bad), Err(StrictJsonError::Invalid), "{bad:?}");
         }
     }

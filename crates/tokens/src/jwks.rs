@@ -52,7 +52,11 @@ pub struct KeySet {
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kids: Vec<_> = self.keys.iter().map(|k| (k.kid.as_deref(), k.kind)).collect();
+        let kids: Vec<_> = self
+            .keys
+            .iter()
+            .map(|k| (k.kid.as_deref(), k.kind))
+            .collect();
         f.debug_struct("KeySet").field("keys", &kids).finish()
     }
 }
@@ -81,9 +85,14 @@ impl KeySet {
     /// Parse a JWKS document; keys we cannot use are skipped, not fatal.
     pub fn parse(bytes: &[u8]) -> Result<Self, JwksError> {
         let doc = parse_object(bytes).map_err(|_| JwksError::Shape)?;
-        let Some(Value::Array(items)) = doc.get("keys") else { return Err(JwksError::Shape) };
-        let keys: Vec<KeyEntry> =
-            items.iter().filter_map(|v| v.as_object().and_then(entry)).take(MAX_KEYS).collect();
+        let Some(Value::Array(items)) = doc.get("keys") else {
+            return Err(JwksError::Shape);
+        };
+        let keys: Vec<KeyEntry> = items
+            .iter()
+            .filter_map(|v| v.as_object().and_then(entry))
+            .take(MAX_KEYS)
+            .collect();
         if keys.is_empty() {
             return Err(JwksError::NoKeys);
         }
@@ -107,7 +116,11 @@ impl KeySet {
         let mut count = 0usize;
         match kid {
             Some(kid) => {
-                let mut named = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
+                let mut named = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
                 if named.peek().is_none() {
                     return Selection::UnknownKid;
                 }
@@ -157,24 +170,36 @@ fn entry(m: &Map<String, Value>) -> Option<KeyEntry> {
         Some(_) => return None,
     };
     let (kind, key) = match string(m, "kty")? {
-        "RSA" => (KeyKind::Rsa, DecodingKey::from_rsa_components(string(m, "n")?, string(m, "e")?).ok()?),
+        "RSA" => (
+            KeyKind::Rsa,
+            DecodingKey::from_rsa_components(string(m, "n")?, string(m, "e")?).ok()?,
+        ),
         "EC" => {
             let kind = match string(m, "crv")? {
                 "P-256" => KeyKind::P256,
                 "P-384" => KeyKind::P384,
                 _ => return None,
             };
-            (kind, DecodingKey::from_ec_components(string(m, "x")?, string(m, "y")?).ok()?)
+            (
+                kind,
+                DecodingKey::from_ec_components(string(m, "x")?, string(m, "y")?).ok()?,
+            )
         }
-        "OKP" if string(m, "crv")? == "Ed25519" => {
-            (KeyKind::Ed25519, DecodingKey::from_ed_components(string(m, "x")?).ok()?)
-        }
+        "OKP" if string(m, "crv")? == "Ed25519" => (
+            KeyKind::Ed25519,
+            DecodingKey::from_ed_components(string(m, "x")?).ok()?,
+        ),
         _ => return None,
     };
     if alg.is_some_and(|a| !kind.fits(a)) {
         return None;
     }
-    Some(KeyEntry { kid, kind, alg, key: Arc::new(key) })
+    Some(KeyEntry {
+        kid,
+        kind,
+        alg,
+        key: Arc::new(key),
+    })
 }
 
 #[cfg(test)]
@@ -191,27 +216,61 @@ mod tests {
     #[test]
     fn kid_and_kty_pick_one_key() {
         let s = set(&[RSA, EC]).unwrap();
-        assert!(matches!(s.select(Some("k1"), Algorithm::RS256), Selection::Found(_)));
-        assert!(matches!(s.select(Some("k2"), Algorithm::ES256), Selection::Found(_)));
-        assert!(matches!(s.select(Some("k2"), Algorithm::RS256), Selection::Mismatch));
-        assert!(matches!(s.select(Some("k1"), Algorithm::PS256), Selection::Mismatch));
-        assert!(matches!(s.select(Some("k1"), Algorithm::HS256), Selection::Mismatch));
-        assert!(matches!(s.select(Some("zz"), Algorithm::RS256), Selection::UnknownKid));
-        assert!(matches!(s.select(None, Algorithm::ES256), Selection::Found(_)));
-        assert!(matches!(s.select(None, Algorithm::ES384), Selection::Mismatch));
+        assert!(matches!(
+            s.select(Some("k1"), Algorithm::RS256),
+            Selection::Found(_)
+        ));
+        assert!(matches!(
+            s.select(Some("k2"), Algorithm::ES256),
+            Selection::Found(_)
+        ));
+        assert!(matches!(
+            s.select(Some("k2"), Algorithm::RS256),
+            Selection::Mismatch
+        ));
+        assert!(matches!(
+            s.select(Some("k1"), Algorithm::PS256),
+            Selection::Mismatch
+        ));
+        assert!(matches!(
+            s.select(Some("k1"), Algorithm::HS256),
+            Selection::Mismatch
+        ));
+        assert!(matches!(
+            s.select(Some("zz"), Algorithm::RS256),
+            Selection::UnknownKid
+        ));
+        assert!(matches!(
+            s.select(None, Algorithm::ES256),
+            Selection::Found(_)
+        ));
+        assert!(matches!(
+            s.select(None, Algorithm::ES384),
+            Selection::Mismatch
+        ));
     }
 
     #[test]
     fn unusable_keys_are_skipped() {
         let enc = r#"{"kty":"RSA","kid":"e","use":"enc","n":"AQAB","e":"AQAB"}"#;
         let oct = r#"{"kty":"oct","kid":"h","k":"c2VjcmV0"}"#;
-        let wrong_alg = r#"{"kty":"EC","kid":"w","alg":"RS256","crv":"P-256","x":"AQAB","y":"AQAB"}"#;
+        let wrong_alg =
+            r#"{"kty":"EC","kid":"w","alg":"RS256","crv":"P-256","x":"AQAB","y":"AQAB"}"#;
         let s = set(&[RSA, enc, oct, wrong_alg]).unwrap();
         assert_eq!(s.len(), 1);
-        assert!(matches!(s.select(Some("e"), Algorithm::RS256), Selection::UnknownKid));
-        assert!(matches!(s.select(Some("h"), Algorithm::HS256), Selection::UnknownKid));
+        assert!(matches!(
+            s.select(Some("e"), Algorithm::RS256),
+            Selection::UnknownKid
+        ));
+        assert!(matches!(
+            s.select(Some("h"), Algorithm::HS256),
+            Selection::UnknownKid
+        ));
         assert_eq!(set(&[enc, oct]).err(), Some(JwksError::NoKeys));
         assert_eq!(KeySet::parse(b"[]").err(), Some(JwksError::Shape));
-        assert_eq!(KeySet::parse(br#"{"keys":{}}"#).err(), Some(JwksError::Shape));
+        assert_eq!(
+            KeySet::parse(br#"{"keys":{}}"#).err(),
+            Some(JwksError::Shape)
+        );
     }
 }

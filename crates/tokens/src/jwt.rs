@@ -50,9 +50,9 @@ pub fn shape(token: &str) -> Result<Shape, Reason> {
 fn is_b64token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// The JOSE header members we act on.
@@ -75,7 +75,9 @@ pub struct UnverifiedJwt<'a> {
 }
 
 fn b64(segment: &str) -> Result<Vec<u8>, Reason> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| Reason::Malformed)
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Reason::Malformed)
 }
 
 fn json(bytes: &[u8]) -> Result<Map<String, Value>, Reason> {
@@ -101,8 +103,15 @@ pub fn parse(token: &str) -> Result<UnverifiedJwt<'_>, Reason> {
     // Decoding canonically up front means two spellings of one signature cannot exist.
     b64(sig).map_err(|_| Reason::Signature)?;
     let claims = json(&b64(p)?)?;
-    let signing_input = token.get(..h.len() + 1 + p.len()).ok_or(Reason::Malformed)?;
-    Ok(UnverifiedJwt { header, claims, signing_input, signature_b64: sig })
+    let signing_input = token
+        .get(..h.len() + 1 + p.len())
+        .ok_or(Reason::Malformed)?;
+    Ok(UnverifiedJwt {
+        header,
+        claims,
+        signing_input,
+        signature_b64: sig,
+    })
 }
 
 fn parse_header(h: &Map<String, Value>) -> Result<Header, Reason> {
@@ -184,7 +193,9 @@ pub(crate) fn principal_from(
             Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_owned)),
             Some(Value::Array(items)) => {
                 for i in items {
-                    let Value::String(s) = i else { return Err(Reason::Claims) };
+                    let Value::String(s) = i else {
+                        return Err(Reason::Claims);
+                    };
                     scopes.extend(s.split_whitespace().map(str::to_owned));
                 }
             }
@@ -206,10 +217,18 @@ pub(crate) fn principal_from(
 }
 
 /// Check the claims of a (signature-verified) JWT at `now` and build the principal.
-pub fn check_claims(jwt: &UnverifiedJwt<'_>, s: &IssuerSettings, now: u64) -> Result<Principal, Reason> {
+pub fn check_claims(
+    jwt: &UnverifiedJwt<'_>,
+    s: &IssuerSettings,
+    now: u64,
+) -> Result<Principal, Reason> {
     let c = &jwt.claims;
     if let Some(required) = &s.required_typ {
-        let ok = jwt.header.typ.as_deref().is_some_and(|t| typ_matches(t, required));
+        let ok = jwt
+            .header
+            .typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, required));
         if !ok {
             return Err(Reason::Type);
         }
@@ -244,7 +263,10 @@ pub fn check_claims(jwt: &UnverifiedJwt<'_>, s: &IssuerSettings, now: u64) -> Re
 fn typ_matches(typ: &str, required: &str) -> bool {
     let strip = |t: &str| {
         let lower = t.to_ascii_lowercase();
-        lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+        lower
+            .strip_prefix("application/")
+            .map(str::to_owned)
+            .unwrap_or(lower)
     };
     strip(typ) == strip(required)
 }
@@ -255,7 +277,9 @@ fn check_audience(aud: Option<&Value>, accepted: &[String]) -> Result<(), Reason
         Some(Value::Array(items)) => {
             let mut any = false;
             for i in items {
-                let Value::String(a) = i else { return Err(Reason::Audience) };
+                let Value::String(a) = i else {
+                    return Err(Reason::Audience);
+                };
                 any |= accepted.iter().any(|x| x == a);
             }
             any
@@ -308,7 +332,14 @@ mod tests {
         assert_eq!(shape("a.b.c"), Ok(Shape::Jws));
         assert_eq!(shape("a.b.c.d.e"), Err(Reason::UnsupportedFormat));
         assert_eq!(shape("{\"payload\":1}"), Err(Reason::UnsupportedFormat));
-        for bad in ["", "a.b", "a.b.c.d", "a!b", &".".repeat(100_000), &"a".repeat(MAX_TOKEN_BYTES + 1)] {
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "a!b",
+            &".".repeat(100_000),
+            &"a".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
             assert_eq!(shape(bad), Err(Reason::Malformed));
         }
     }
@@ -328,7 +359,10 @@ mod tests {
             (json!({"alg":"RS256","kid":5}), Reason::Header),
             (json!({"alg":"RS256","kid":"x".repeat(300)}), Reason::Header),
             (json!({"alg":"RS256","cty":"JWT"}), Reason::Header),
-            (json!({"alg":"RS256","enc":"A128GCM"}), Reason::UnsupportedFormat),
+            (
+                json!({"alg":"RS256","enc":"A128GCM"}),
+                Reason::UnsupportedFormat,
+            ),
         ] {
             assert_eq!(check(h.clone(), claims()).err(), Some(r), "{h}");
         }
@@ -344,13 +378,22 @@ mod tests {
         assert!(with("exp", json!(NOW - 55)).is_ok());
         assert_eq!(with("exp", json!(NOW - 65)).err(), Some(Reason::Expired));
         assert!(with("nbf", json!(NOW + 55)).is_ok());
-        assert_eq!(with("nbf", json!(NOW + 65)).err(), Some(Reason::NotYetValid));
+        assert_eq!(
+            with("nbf", json!(NOW + 65)).err(),
+            Some(Reason::NotYetValid)
+        );
         assert_eq!(with("nbf", json!("9999999999")).err(), Some(Reason::Claims));
         assert_eq!(with("exp", json!("9999999999")).err(), Some(Reason::Claims));
         assert_eq!(with("exp", json!(-1)).err(), Some(Reason::Claims));
-        assert_eq!(with("iat", json!(NOW + 86_400)).err(), Some(Reason::IssuedInFuture));
+        assert_eq!(
+            with("iat", json!(NOW + 86_400)).err(),
+            Some(Reason::IssuedInFuture)
+        );
         assert_eq!(with("iat", json!("x")).err(), Some(Reason::Claims));
-        assert_eq!(with("exp", json!(NOW + 2 * 86_400)).err(), Some(Reason::LifetimeTooLong));
+        assert_eq!(
+            with("exp", json!(NOW + 2 * 86_400)).err(),
+            Some(Reason::LifetimeTooLong)
+        );
         assert!(with("exp", json!((NOW + 300) as f64 + 0.5)).is_ok());
         let mut c = claims();
         c.as_object_mut().unwrap().remove("exp");
@@ -365,20 +408,37 @@ mod tests {
             check(rs(), c)
         };
         assert!(with("aud", json!(["other", "https://gw/fhir"])).is_ok());
-        for bad in [json!([]), json!(["other"]), json!(123), json!([1, "https://gw/fhir"]), json!("https://gw/fhir/")] {
+        for bad in [
+            json!([]),
+            json!(["other"]),
+            json!(123),
+            json!([1, "https://gw/fhir"]),
+            json!("https://gw/fhir/"),
+        ] {
             assert_eq!(with("aud", bad).err(), Some(Reason::Audience));
         }
         let mut c = claims();
         c.as_object_mut().unwrap().remove("aud");
         assert_eq!(check(rs(), c).err(), Some(Reason::Audience));
-        for bad in [json!("https://idp/"), json!("HTTPS://IDP"), json!(["https://idp"]), json!("https://idp.evil")] {
+        for bad in [
+            json!("https://idp/"),
+            json!("HTTPS://IDP"),
+            json!(["https://idp"]),
+            json!("https://idp.evil"),
+        ] {
             assert_eq!(with("iss", bad).err(), Some(Reason::Issuer));
         }
     }
 
     #[test]
     fn wrong_typed_smart_claims_reject() {
-        for (k, v) in [("patient", json!(1)), ("scope", json!(5)), ("scope", json!(["a", 1])), ("sub", json!({})), ("client_id", json!([]))] {
+        for (k, v) in [
+            ("patient", json!(1)),
+            ("scope", json!(5)),
+            ("scope", json!(["a", 1])),
+            ("sub", json!({})),
+            ("client_id", json!([])),
+        ] {
             let mut c = claims();
             c[k] = v;
             assert_eq!(check(rs(), c).err(), Some(Reason::Claims), "{k}");
@@ -397,10 +457,16 @@ mod tests {
     fn required_typ() {
         let mut s = settings();
         s.required_typ = Some("at+jwt".into());
-        let ok = tok(&json!({"alg":"RS256","typ":"application/AT+JWT"}), &claims());
+        let ok = tok(
+            &json!({"alg":"RS256","typ":"application/AT+JWT"}),
+            &claims(),
+        );
         assert!(check_claims(&parse(&ok).unwrap(), &s, NOW).is_ok());
         let id_token = tok(&json!({"alg":"RS256","typ":"JWT"}), &claims());
-        assert_eq!(check_claims(&parse(&id_token).unwrap(), &s, NOW).err(), Some(Reason::Type));
+        assert_eq!(
+            check_claims(&parse(&id_token).unwrap(), &s, NOW).err(),
+            Some(Reason::Type)
+        );
     }
 
     #[test]
@@ -408,18 +474,36 @@ mod tests {
         let good = tok(&rs(), &claims());
         let (hp, _) = good.rsplit_once('.').unwrap();
         assert_eq!(parse(&format!("{hp}.")).err(), Some(Reason::Signature));
-        assert_eq!(parse(&format!("{hp}.c2ln!!!!")).err(), Some(Reason::Signature));
-        assert_eq!(parse(&format!("{hp}.c2ln+/==")).err(), Some(Reason::Signature));
+        assert_eq!(
+            parse(&format!("{hp}.c2ln!!!!")).err(),
+            Some(Reason::Signature)
+        );
+        assert_eq!(
+            parse(&format!("{hp}.c2ln+/==")).err(),
+            Some(Reason::Signature)
+        );
         // "c2k" is canonical for "si"; "c2l" sets unused trailing bits, a second spelling.
         assert!(parse(&format!("{hp}.c2k")).is_ok());
         assert_eq!(parse(&format!("{hp}.c2l")).err(), Some(Reason::Signature));
         let dup_h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","alg":"none"}"#);
-        assert_eq!(parse(&format!("{dup_h}.{}.c2ln", enc(&claims()))).err(), Some(Reason::DuplicateMember));
+        assert_eq!(
+            parse(&format!("{dup_h}.{}.c2ln", enc(&claims()))).err(),
+            Some(Reason::DuplicateMember)
+        );
         let dup_p = URL_SAFE_NO_PAD.encode(br#"{"sub":"a","sub":"b"}"#);
-        assert_eq!(parse(&format!("{}.{dup_p}.c2ln", enc(&rs()))).err(), Some(Reason::DuplicateMember));
+        assert_eq!(
+            parse(&format!("{}.{dup_p}.c2ln", enc(&rs()))).err(),
+            Some(Reason::DuplicateMember)
+        );
         let arr_h = URL_SAFE_NO_PAD.encode(b"[1]");
-        assert_eq!(parse(&format!("{arr_h}.{}.c2ln", enc(&claims()))).err(), Some(Reason::Malformed));
+        assert_eq!(
+            parse(&format!("{arr_h}.{}.c2ln", enc(&claims()))).err(),
+            Some(Reason::Malformed)
+        );
         let bad_utf8 = URL_SAFE_NO_PAD.encode(b"\xff\xfe");
-        assert_eq!(parse(&format!("{}.{bad_utf8}.c2ln", enc(&rs()))).err(), Some(Reason::Malformed));
+        assert_eq!(
+            parse(&format!("{}.{bad_utf8}.c2ln", enc(&rs()))).err(),
+            Some(Reason::Malformed)
+        );
     }
 }

@@ -19,8 +19,8 @@ use crate::clock::Clock;
 use crate::config::IssuerSettings;
 use crate::error::{Reason, TokenError};
 use crate::fetch::{self, FetchError};
-use crate::jwks::{KeySet, Selection};
 use crate::json::parse_object;
+use crate::jwks::{KeySet, Selection};
 
 /// Without `Cache-Control`, keys are considered fresh this long (then clamped to bounds).
 const DEFAULT_FRESHNESS: Duration = Duration::from_secs(300);
@@ -44,7 +44,10 @@ enum Attempt {
     /// A fetch finished (by us or by whoever held the lock); `ok` says whether it worked.
     Done { ok: bool },
     /// Too soon after the last attempt.
-    RateLimited { last_ok: bool, retry_after: Duration },
+    RateLimited {
+        last_ok: bool,
+        retry_after: Duration,
+    },
     /// Someone else is refreshing and we chose not to wait.
     Busy,
 }
@@ -87,15 +90,31 @@ impl KeyStore {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// Fetch keys now if we have none yet; true when a key set is available.
+    pub(crate) async fn ensure_loaded(&self) -> bool {
+        if self.current.load().is_some() {
+            return true;
+        }
+        let seen = self.generation.load(Ordering::SeqCst);
+        let _ = self.refetch(seen, Trigger::Load, true).await;
+        self.current.load().is_some()
+    }
+
     /// The key that must verify a token with this `kid` and `alg`.
-    pub(crate) async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, TokenError> {
+    pub(crate) async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<DecodingKey>, TokenError> {
         let seen = self.generation.load(Ordering::SeqCst);
         let snap = match self.current.load_full() {
             Some(s) => {
                 if self.clock.now() >= s.fresh_until {
                     // Stale keys still verify while one request refreshes in the background of
                     // its own call; nobody queues behind it.
-                    if let Attempt::Done { ok: true } = self.refetch(seen, Trigger::Load, false).await {
+                    if let Attempt::Done { ok: true } =
+                        self.refetch(seen, Trigger::Load, false).await
+                    {
                         self.current.load_full().unwrap_or(s)
                     } else {
                         s
@@ -152,7 +171,9 @@ impl KeyStore {
             }
         };
         if self.generation.load(Ordering::SeqCst) != seen {
-            return Attempt::Done { ok: self.last_ok.load(Ordering::SeqCst) };
+            return Attempt::Done {
+                ok: self.last_ok.load(Ordering::SeqCst),
+            };
         }
         let now = self.clock.now();
         let interval = self.settings.jwks_refetch_interval;
@@ -163,20 +184,30 @@ impl KeyStore {
         let last_ok = self.last_ok.load(Ordering::SeqCst);
         let next_allowed = match (trigger, last_ok) {
             (Trigger::UnknownKid, true) => after(&self.last_kid_refetch_ms),
-            (Trigger::UnknownKid, false) => after(&self.last_kid_refetch_ms).max(after(&self.last_attempt_ms)),
+            (Trigger::UnknownKid, false) => {
+                after(&self.last_kid_refetch_ms).max(after(&self.last_attempt_ms))
+            }
             (Trigger::Load, _) => after(&self.last_attempt_ms),
         };
         if now < next_allowed {
-            return Attempt::RateLimited { last_ok, retry_after: next_allowed - now };
+            return Attempt::RateLimited {
+                last_ok,
+                retry_after: next_allowed - now,
+            };
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch_keys(&mut guard).await;
         let ok = match result {
             Ok((keys, max_age)) => {
                 let s = &self.settings;
-                let fresh = max_age.unwrap_or(DEFAULT_FRESHNESS).clamp(s.jwks_refresh_min, s.jwks_refresh_max);
+                let fresh = max_age
+                    .unwrap_or(DEFAULT_FRESHNESS)
+                    .clamp(s.jwks_refresh_min, s.jwks_refresh_max);
                 tracing::info!(issuer = %s.issuer, keys = keys.len(), "JWKS refreshed");
-                self.current.store(Some(Arc::new(Snapshot { keys, fresh_until: now + fresh })));
+                self.current.store(Some(Arc::new(Snapshot {
+                    keys,
+                    fresh_until: now + fresh,
+                })));
                 true
             }
             Err(e) => {
@@ -196,7 +227,10 @@ impl KeyStore {
         Attempt::Done { ok }
     }
 
-    async fn fetch_keys(&self, jwks_uri: &mut Option<Url>) -> Result<(KeySet, Option<Duration>), FetchError> {
+    async fn fetch_keys(
+        &self,
+        jwks_uri: &mut Option<Url>,
+    ) -> Result<(KeySet, Option<Duration>), FetchError> {
         let s = &self.settings;
         let uri = match (&s.jwks_uri, jwks_uri.as_ref()) {
             (Some(u), _) | (None, Some(u)) => u.clone(),
@@ -206,7 +240,10 @@ impl KeyStore {
                 u
             }
         };
-        let req = self.http.get(uri).header(reqwest::header::ACCEPT, "application/jwk-set+json, application/json");
+        let req = self.http.get(uri).header(
+            reqwest::header::ACCEPT,
+            "application/jwk-set+json, application/json",
+        );
         let f = fetch::send(req, s.fetch_timeout, s.fetch_max_bytes).await?;
         let keys = KeySet::parse(&f.body).map_err(|_| FetchError::Invalid("JWKS"))?;
         Ok((keys, f.max_age))
@@ -217,7 +254,10 @@ impl KeyStore {
         let s = &self.settings;
         let mut last = FetchError::Invalid("no discovery document");
         for url in discovery_urls(&s.issuer) {
-            let req = self.http.get(url).header(reqwest::header::ACCEPT, "application/json");
+            let req = self
+                .http
+                .get(url)
+                .header(reqwest::header::ACCEPT, "application/json");
             match fetch::send(req, s.fetch_timeout, s.fetch_max_bytes).await {
                 Ok(f) => return jwks_uri_from(&f.body, s),
                 Err(e) => last = e,
@@ -228,7 +268,10 @@ impl KeyStore {
 }
 
 fn unavailable(retry_after: Duration) -> TokenError {
-    TokenError::Unavailable { retry_after: retry_after.max(Duration::from_secs(1)), detail: "JWKS unavailable" }
+    TokenError::Unavailable {
+        retry_after: retry_after.max(Duration::from_secs(1)),
+        detail: "JWKS unavailable",
+    }
 }
 
 fn discovery_urls(issuer: &str) -> Vec<Url> {
@@ -271,13 +314,25 @@ mod tests {
 
     #[test]
     fn discovery_locations() {
-        let u: Vec<String> = discovery_urls("https://idp.example/realms/a").iter().map(|u| u.to_string()).collect();
-        assert_eq!(u, vec![
-            "https://idp.example/realms/a/.well-known/openid-configuration",
-            "https://idp.example/.well-known/oauth-authorization-server/realms/a",
-        ]);
-        let u: Vec<String> = discovery_urls("https://idp.example").iter().map(|u| u.to_string()).collect();
-        assert_eq!(u[1], "https://idp.example/.well-known/oauth-authorization-server");
+        let u: Vec<String> = discovery_urls("https://idp.example/realms/a")
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            u,
+            vec![
+                "https://idp.example/realms/a/.well-known/openid-configuration",
+                "https://idp.example/.well-known/oauth-authorization-server/realms/a",
+            ]
+        );
+        let u: Vec<String> = discovery_urls("https://idp.example")
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            u[1],
+            "https://idp.example/.well-known/oauth-authorization-server"
+        );
     }
 
     #[test]

@@ -32,8 +32,8 @@ mod verifier;
 pub use bearer::extract_bearer;
 pub use clock::{Clock, ManualClock, TimeSource};
 pub use config::{
-    ClaimMapping, ClaimMappingConfig, ClientAuth, ConfigError, DEFAULT_ALGORITHMS, IntrospectionConfig,
-    IntrospectionSettings, IssuerConfig, IssuerSettings, Secret,
+    ClaimMapping, ClaimMappingConfig, ClientAuth, ConfigError, DEFAULT_ALGORITHMS,
+    IntrospectionConfig, IntrospectionSettings, IssuerConfig, IssuerSettings, Secret,
 };
 pub use error::{CredentialError, ErrorClass, Reason, TokenError};
 pub use jsonwebtoken::Algorithm;
@@ -73,7 +73,11 @@ pub fn validate_issuers(
     for c in configs {
         let s = c.validate(default_audience)?;
         if out.iter().any(|o| o.issuer == s.issuer) {
-            return Err(ConfigError { issuer: s.issuer, field: "issuer", message: "listed twice".into() });
+            return Err(ConfigError {
+                issuer: s.issuer,
+                field: "issuer",
+                message: "listed twice".into(),
+            });
         }
         if s.introspection.is_some() && out.iter().any(|o| o.introspection.is_some()) {
             return Err(ConfigError {

@@ -26,7 +26,9 @@ pub struct VerifierOptions {
 
 impl Default for VerifierOptions {
     fn default() -> Self {
-        Self { token_cache_capacity: 100_000 }
+        Self {
+            token_cache_capacity: 100_000,
+        }
     }
 }
 
@@ -75,7 +77,11 @@ impl Verifier {
     }
 
     /// A verifier with explicit options. Later duplicates of an issuer are ignored.
-    pub fn with_options(issuers: Vec<IssuerSettings>, clock: Clock, options: VerifierOptions) -> Self {
+    pub fn with_options(
+        issuers: Vec<IssuerSettings>,
+        clock: Clock,
+        options: VerifierOptions,
+    ) -> Self {
         let http = crate::fetch::client();
         let mut map = HashMap::new();
         let mut introspection = None;
@@ -88,7 +94,10 @@ impl Verifier {
             let settings = Arc::new(s);
             let state = Arc::new(IssuerState {
                 keys: KeyStore::new(settings.clone(), clock.clone(), http.clone()),
-                hs_key: settings.hs_secret.as_ref().map(|s| Arc::new(DecodingKey::from_secret(s.expose()))),
+                hs_key: settings
+                    .hs_secret
+                    .as_ref()
+                    .map(|s| Arc::new(DecodingKey::from_secret(s.expose()))),
                 introspector: settings
                     .introspection
                     .is_some()
@@ -100,8 +109,18 @@ impl Verifier {
             }
             map.insert(state.settings.issuer.clone(), state);
         }
-        let cache = Cache::builder().max_capacity(options.token_cache_capacity).time_to_live(longest_ttl).build();
-        Self { inner: Arc::new(Inner { issuers: map, introspection, cache, clock }) }
+        let cache = Cache::builder()
+            .max_capacity(options.token_cache_capacity)
+            .time_to_live(longest_ttl)
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                issuers: map,
+                introspection,
+                cache,
+                clock,
+            }),
+        }
     }
 
     /// Verify a bearer token and return who it speaks for.
@@ -125,7 +144,11 @@ impl Verifier {
         }
         match shape {
             Shape::Opaque => {
-                let issuer = self.inner.introspection.as_ref().ok_or(Reason::NoIntrospection)?;
+                let issuer = self
+                    .inner
+                    .introspection
+                    .as_ref()
+                    .ok_or(Reason::NoIntrospection)?;
                 match &issuer.introspector {
                     Some(i) => i.introspect(token, key).await,
                     None => Err(Reason::NoIntrospection.into()),
@@ -135,9 +158,14 @@ impl Verifier {
                 let (principal, state) = self.verify_jwt(token).await?;
                 let p = Arc::new(principal);
                 let s = &state.settings;
-                let until_exp = Duration::from_secs(p.expires_at.saturating_add(s.clock_skew.as_secs()));
+                let until_exp =
+                    Duration::from_secs(p.expires_at.saturating_add(s.clock_skew.as_secs()));
                 let valid_until = until_exp.min(now + s.token_cache_ttl);
-                let entry = CachedPrincipal { principal: p.clone(), valid_until, expired_after: until_exp };
+                let entry = CachedPrincipal {
+                    principal: p.clone(),
+                    valid_until,
+                    expired_after: until_exp,
+                };
                 self.inner.cache.insert(key, entry);
                 Ok(p)
             }
@@ -159,13 +187,34 @@ impl Verifier {
         } else {
             state.keys.key_for(jwt.header.kid.as_deref(), alg).await?
         };
-        let valid = jsonwebtoken::crypto::verify(jwt.signature_b64, jwt.signing_input.as_bytes(), &key, alg)
-            .unwrap_or(false);
+        let valid = jsonwebtoken::crypto::verify(
+            jwt.signature_b64,
+            jwt.signing_input.as_bytes(),
+            &key,
+            alg,
+        )
+        .unwrap_or(false);
         if !valid {
             return Err(Reason::Signature.into());
         }
         let p = jwt::check_claims(&jwt, &state.settings, self.inner.clock.unix_secs())?;
         Ok((p, state.clone()))
+    }
+
+    /// Fetch every issuer's keys now (at start-up, or for `/readyz`), instead of on the
+    /// first request. Returns each issuer with whether it has a key set; issuers that only
+    /// use a shared secret or introspection report `true` without fetching.
+    pub async fn prefetch_keys(&self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for (name, state) in &self.inner.issuers {
+            let s = &state.settings;
+            let needs_jwks = s.algorithms.iter().any(|a| !is_hmac(*a))
+                && (s.introspection.is_none() || s.jwks_uri.is_some());
+            let ok = !needs_jwks || state.keys.ensure_loaded().await;
+            out.push((name.clone(), ok));
+        }
+        out.sort();
+        out
     }
 
     /// JWKS fetch attempts for an issuer so far (metrics: "JWKS refreshes").

@@ -6,6 +6,7 @@
 mod chain;
 mod crash;
 mod event;
+mod forward;
 mod search;
 mod sink;
 mod support;

@@ -86,6 +86,8 @@ function currentToken() {
 }
 
 async function completeLaunch(config, query) {
+  // The code is single-use and an error is shown once: a reload must not replay either.
+  history.replaceState(null, "", location.pathname);
   if (query.get("error")) {
     throw new Error(`authorization refused: ${query.get("error")} ${query.get("error_description") || ""}`);
   }
@@ -102,7 +104,6 @@ async function completeLaunch(config, query) {
   STORE.removeItem("pkce_verifier");
   STORE.removeItem("oauth_state");
   saveToken(token);
-  history.replaceState(null, "", location.pathname);
 }
 
 async function refresh(config) {

@@ -78,7 +78,10 @@ fn asset(content_type: &'static str, body: impl Into<axum::body::Body>) -> Respo
             "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -123,7 +126,11 @@ mod tests {
             .to_owned();
         let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
-        (status, ct, if location.is_empty() { text } else { location })
+        (
+            status,
+            ct,
+            if location.is_empty() { text } else { location },
+        )
     }
 
     #[tokio::test]
@@ -133,7 +140,10 @@ mod tests {
         assert!(ct.starts_with("text/html"));
         assert!(body.contains("<script src=\"app.js\">"));
         let (s, ct, _) = get("/app/app.js").await;
-        assert_eq!((s, ct.starts_with("text/javascript")), (StatusCode::OK, true));
+        assert_eq!(
+            (s, ct.starts_with("text/javascript")),
+            (StatusCode::OK, true)
+        );
         let (s, ct, _) = get("/app/app.css").await;
         assert_eq!((s, ct.starts_with("text/css")), (StatusCode::OK, true));
         let (s, _, _) = get("/app/missing.js").await;

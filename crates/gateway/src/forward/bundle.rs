@@ -1,98 +1,214 @@
 //! Rewriting upstream URLs in JSON Bundles (`link[].url`, `entry[].fullUrl`).
 //!
-//! Only the Bundle's top level, its `link` items and its `entry` items are parsed, and with
-//! borrowed [`RawValue`]s: the resources inside entries (nearly all of the bytes) are copied
-//! through verbatim, never turned into a JSON tree. Anything unexpected leaves the body as it was.
+//! A single forward scan over the bytes tracks only nesting and the keys on the path
+//! `Bundle.link[].url` / `Bundle.entry[].fullUrl`; strings are skipped with `memchr`, and the
+//! output is the input with just those URL prefixes spliced. Resources inside entries (nearly
+//! all of the bytes) are never parsed or re-serialised, so the cost is close to one copy.
+//! Anything unexpected (not an object, not a Bundle, escaped URLs) leaves the body as it was.
 
-use std::borrow::Cow;
-
-use indexmap::IndexMap;
-use serde_json::value::RawValue;
-
-use super::headers::rewrite_url;
-
-type RawObject<'a> = IndexMap<&'a str, &'a RawValue>;
+use super::headers::url_boundary;
 
 /// The Bundle with upstream URLs replaced, or `None` when the body is not a JSON Bundle or
 /// holds nothing to rewrite.
 pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
-    // Most bodies need no change: skip parsing when the upstream base does not occur at all.
+    // Most bodies need no change: skip scanning when the upstream base does not occur at all.
     memchr::memmem::find(body, from.as_bytes())?;
-    // Keys are borrowed, so an object with escaped keys fails to parse and is left alone.
-    let top: RawObject<'_> = serde_json::from_slice(body).ok()?;
-    if top.get("resourceType").map(|v| v.get()) != Some("\"Bundle\"") {
+    let from = from.as_bytes();
+    let mut stack: Vec<u8> = Vec::with_capacity(16);
+    let mut expecting_key = false;
+    let mut top_key: &[u8] = b"";
+    let mut inner_key: &[u8] = b"";
+    let mut resource_type: &[u8] = b"";
+    let mut out: Vec<u8> = Vec::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(&c) = body.get(i) {
+        match c {
+            b'"' => {
+                let end = string_end(body, i + 1)?;
+                let text = body.get(i + 1..end)?;
+                let in_object = stack.last() == Some(&b'{');
+                if in_object && expecting_key {
+                    match stack.len() {
+                        1 => top_key = text,
+                        3 => inner_key = text,
+                        _ => {}
+                    }
+                } else if stack.len() == 1 && top_key == b"resourceType" {
+                    resource_type = text;
+                } else if stack.len() == 3
+                    && stack.get(1..3) == Some(b"[{")
+                    && ((top_key == b"link" && inner_key == b"url")
+                        || (top_key == b"entry" && inner_key == b"fullUrl"))
+                    && text.starts_with(from)
+                    && url_boundary(text.get(from.len()..).unwrap_or(b""))
+                {
+                    out.extend_from_slice(body.get(copied..=i)?);
+                    out.extend_from_slice(to.as_bytes());
+                    copied = i + 1 + from.len();
+                }
+                i = end + 1;
+            }
+            b'{' | b'[' => {
+                stack.push(c);
+                expecting_key = c == b'{';
+                i += 1;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                expecting_key = false;
+                i += 1;
+            }
+            b',' => {
+                expecting_key = stack.last() == Some(&b'{');
+                i += 1;
+            }
+            b':' => {
+                expecting_key = false;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    if resource_type != b"Bundle" || copied == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut changed = false;
-    out.push(b'{');
-    for (i, (key, value)) in top.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_key(&mut out, key);
-        match *key {
-            "link" => changed |= write_items(&mut out, value, "url", from, to)?,
-            "entry" => changed |= write_items(&mut out, value, "fullUrl", from, to)?,
-            _ => out.extend_from_slice(value.get().as_bytes()),
-        }
-    }
-    out.push(b'}');
-    changed.then_some(out)
+    out.extend_from_slice(body.get(copied..)?);
+    Some(out)
 }
 
-/// Write an array of objects, rewriting `field` in each; returns whether anything changed.
-fn write_items(
-    out: &mut Vec<u8>,
-    value: &RawValue,
-    field: &str,
-    from: &str,
-    to: &str,
-) -> Option<bool> {
-    let items: Vec<RawObject<'_>> = serde_json::from_str(value.get()).ok()?;
-    let mut changed = false;
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+/// Index of the closing quote of a string whose content starts at `start`.
+fn string_end(body: &[u8], mut start: usize) -> Option<usize> {
+    loop {
+        let offset = memchr::memchr2(b'"', b'\\', body.get(start..)?)?;
+        let at = start + offset;
+        if body.get(at) == Some(&b'"') {
+            return Some(at);
         }
-        out.push(b'{');
-        for (j, (key, value)) in item.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            write_key(out, key);
-            let rewritten = if *key == field {
-                serde_json::from_str::<Cow<'_, str>>(value.get())
-                    .ok()
-                    .and_then(|url| rewrite_url(&url, from, to))
-            } else {
-                None
-            };
-            match rewritten {
-                Some(url) => {
-                    serde_json::to_writer(&mut *out, &url).ok()?;
-                    changed = true;
-                }
-                None => out.extend_from_slice(value.get().as_bytes()),
-            }
-        }
-        out.push(b'}');
+        // A backslash escapes the next byte, whatever it is.
+        start = at + 2;
     }
-    out.push(b']');
-    Some(changed)
-}
-
-/// Keys were borrowed from the input, so they contain no escapes and are written as they were.
-fn write_key(out: &mut Vec<u8>, key: &str) {
-    out.push(b'"');
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward parse-and-rewrite the scanner must agree with.
+    mod oracle {
+        use std::borrow::Cow;
+
+        use indexmap::IndexMap;
+        use serde_json::value::RawValue;
+
+        use super::super::super::headers::rewrite_url;
+
+        type RawObject<'a> = IndexMap<&'a str, &'a RawValue>;
+
+        /// The Bundle with upstream URLs replaced, or `None` when the body is not a JSON Bundle or
+        /// holds nothing to rewrite.
+        pub(super) fn rewrite_bundle_serde(body: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
+            // Most bodies need no change: skip parsing when the upstream base does not occur at all.
+            memchr::memmem::find(body, from.as_bytes())?;
+            // Keys are borrowed, so an object with escaped keys fails to parse and is left alone.
+            let top: RawObject<'_> = serde_json::from_slice(body).ok()?;
+            if top.get("resourceType").map(|v| v.get()) != Some("\"Bundle\"") {
+                return None;
+            }
+            let mut out = Vec::with_capacity(body.len() + 64);
+            let mut changed = false;
+            out.push(b'{');
+            for (i, (key, value)) in top.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_key(&mut out, key);
+                match *key {
+                    "link" => changed |= write_items(&mut out, value, "url", from, to)?,
+                    "entry" => changed |= write_items(&mut out, value, "fullUrl", from, to)?,
+                    _ => out.extend_from_slice(value.get().as_bytes()),
+                }
+            }
+            out.push(b'}');
+            changed.then_some(out)
+        }
+
+        /// Write an array of objects, rewriting `field` in each; returns whether anything changed.
+        fn write_items(
+            out: &mut Vec<u8>,
+            value: &RawValue,
+            field: &str,
+            from: &str,
+            to: &str,
+        ) -> Option<bool> {
+            let items: Vec<RawObject<'_>> = serde_json::from_str(value.get()).ok()?;
+            let mut changed = false;
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'{');
+                for (j, (key, value)) in item.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    write_key(out, key);
+                    let rewritten = if *key == field {
+                        serde_json::from_str::<Cow<'_, str>>(value.get())
+                            .ok()
+                            .and_then(|url| rewrite_url(&url, from, to))
+                    } else {
+                        None
+                    };
+                    match rewritten {
+                        Some(url) => {
+                            serde_json::to_writer(&mut *out, &url).ok()?;
+                            changed = true;
+                        }
+                        None => out.extend_from_slice(value.get().as_bytes()),
+                    }
+                }
+                out.push(b'}');
+            }
+            out.push(b']');
+            Some(changed)
+        }
+
+        /// Keys were borrowed from the input, so they contain no escapes and are written as they were.
+        fn write_key(out: &mut Vec<u8>, key: &str) {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+        }
+
+
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_a_full_parse() {
+        let samples: [&[u8]; 6] = [
+            br#"{"resourceType":"Bundle","link":[{"relation":"self","url":"http://up:9/fhir/A?x=\"1\""}],"entry":[{"fullUrl":"http://up:9/fhir/A/1","resource":{"resourceType":"A","url":"http://up:9/fhir/x","link":[{"url":"http://up:9/fhir/y"}]}}]}"#,
+            br#" { "entry" : [ { "resource" : { "entry" : [ {"fullUrl":"http://up:9/fhir/nested"} ] }, "fullUrl" : "http://up:9/fhir/B/2" } ] , "resourceType" : "Bundle" } "#,
+            br#"{"resourceType":"Bundle","entry":[{"fullUrl":"http://up:9/fhirx/B/2"},{"fullUrl":"http://up:9/fhir"}]}"#,
+            br#"{"resourceType":"Bundle","entry":[{"fullUrl":"urn:uuid:1"},{"fullUrl":"http:\/\/up:9\/fhir/B"}]}"#,
+            br#"{"resourceType":"Patient","link":[{"url":"http://up:9/fhir/B"}]}"#,
+            br#"{"resourceType":"Bundle","k"ey":"v","link":[{"url":"http://up:9/fhir/?a=\u0022"}]}"#,
+        ];
+        for sample in samples {
+            let scanned = rewrite_bundle(sample, FROM, TO);
+            let parsed = oracle::rewrite_bundle_serde(sample, FROM, TO);
+            let as_value =
+                |b: Option<Vec<u8>>| b.map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap());
+            let sample_text = String::from_utf8_lossy(sample);
+            // The full parse refuses escaped keys; the scanner handles them.
+            if sample_text.contains("k\\\"ey") {
+                assert!(scanned.is_some());
+                continue;
+            }
+            assert_eq!(as_value(scanned), as_value(parsed), "{sample_text}");
+        }
+    }
 
     const FROM: &str = "http://up:9/fhir";
     const TO: &str = "https://gw.example/r4";

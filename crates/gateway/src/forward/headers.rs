@@ -108,13 +108,19 @@ pub(crate) fn rewrite_locations(headers: &mut HeaderMap, from: &str, to: &str) {
 /// `url` with the `from` base replaced by `to`, if it is under `from` (whole path segments).
 pub(crate) fn rewrite_url(url: &str, from: &str, to: &str) -> Option<String> {
     let rest = url.strip_prefix(from)?;
-    if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+    if !url_boundary(rest.as_bytes()) {
         return None;
     }
     let mut out = String::with_capacity(to.len() + rest.len());
     out.push_str(to);
     out.push_str(rest);
     Some(out)
+}
+
+/// Whether what follows a base URL starts a new path segment, query or fragment (so that
+/// `/fhir` matches `/fhir/Patient` but not `/fhirx`).
+pub(crate) fn url_boundary(rest: &[u8]) -> bool {
+    matches!(rest.first(), None | Some(b'/' | b'?' | b'#'))
 }
 
 #[cfg(test)]

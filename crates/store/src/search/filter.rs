@@ -29,10 +29,21 @@ pub struct Filter {
 
 impl Filter {
     fn direct(sql: String, args: Vec<SqlValue>) -> Filter {
-        Filter { sql, exists_sql: None, args, priority: 0 }
+        Filter {
+            sql,
+            exists_sql: None,
+            args,
+            priority: 0,
+        }
     }
 
-    fn indexed(table: &str, negate: bool, inner: String, args: Vec<SqlValue>, priority: u8) -> Filter {
+    fn indexed(
+        table: &str,
+        negate: bool,
+        inner: String,
+        args: Vec<SqlValue>,
+        priority: u8,
+    ) -> Filter {
         let not = if negate { "NOT " } else { "" };
         Filter {
             sql: format!("r.rid {not}IN (SELECT rid FROM {table} WHERE {inner})"),

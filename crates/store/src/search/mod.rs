@@ -305,7 +305,12 @@ fn compartment_filter(rtype: Option<&str>, patient: &str) -> Result<Filter> {
         args.push(SqlValue::Text(patient.to_owned()));
     }
     sql.push(')');
-    Ok(Filter { sql, exists_sql: None, args, priority: 0 })
+    Ok(Filter {
+        sql,
+        exists_sql: None,
+        args,
+        priority: 0,
+    })
 }
 
 /// `_include=Source:param[:Target]`.

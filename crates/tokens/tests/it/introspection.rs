@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fhirgate_tokens::{
-    ClientAuth, ErrorClass, IntrospectionSettings, IssuerSettings, ManualClock, Reason, Secret, TokenError, Verifier,
+    ClientAuth, ErrorClass, IntrospectionSettings, IssuerSettings, ManualClock, Reason, Secret,
+    TokenError, Verifier,
 };
 use serde_json::json;
 
@@ -32,7 +33,8 @@ fn introspection(idp: &TestIssuer, auth: ClientAuth) -> anyhow::Result<Introspec
 async fn fx_with(auth: Option<ClientAuth>) -> anyhow::Result<Fx> {
     let idp = TestIssuer::start().await?;
     let mut s: IssuerSettings = crate::support::settings(&idp);
-    let auth = auth.unwrap_or_else(|| ClientAuth::ClientSecretBasic(Secret::new(INTROSPECTION_CLIENT_SECRET)));
+    let auth = auth
+        .unwrap_or_else(|| ClientAuth::ClientSecretBasic(Secret::new(INTROSPECTION_CLIENT_SECRET)));
     s.introspection = Some(introspection(&idp, auth)?);
     let clock = ManualClock::new(now_secs());
     let v = Verifier::new(vec![s], clock.clock());
@@ -51,7 +53,8 @@ fn smart_claims(exp: u64) -> serde_json::Value {
 #[tokio::test]
 async fn active_token_gives_smart_context() -> R {
     let f = fx().await?;
-    f.idp.activate_opaque("opaque-1", smart_claims(now_secs() + 600));
+    f.idp
+        .activate_opaque("opaque-1", smart_claims(now_secs() + 600));
     let p = f.v.verify("opaque-1").await?;
     assert_eq!(p.patient.as_deref(), Some("P1"));
     assert_eq!(p.fhir_user.as_deref(), Some("Practitioner/9"));
@@ -65,8 +68,10 @@ async fn active_token_gives_smart_context() -> R {
 #[tokio::test]
 async fn inactive_and_unknown_tokens_are_a1() -> R {
     let f = fx().await?;
-    f.idp.set_introspection_response("off", json!({"active": false}));
-    f.idp.set_introspection_response("stringly", json!({"active": "true", "scope": "x"}));
+    f.idp
+        .set_introspection_response("off", json!({"active": false}));
+    f.idp
+        .set_introspection_response("stringly", json!({"active": "true", "scope": "x"}));
     for t in ["off", "never-issued", "stringly"] {
         let e = f.v.verify(t).await.err();
         assert_eq!(e, Some(TokenError::Invalid(Reason::Inactive)), "{t}");
@@ -77,7 +82,8 @@ async fn inactive_and_unknown_tokens_are_a1() -> R {
 #[tokio::test]
 async fn revocation_takes_effect_within_the_cache_ttl() -> R {
     let f = fx().await?;
-    f.idp.activate_opaque("tok", smart_claims(now_secs() + 3600));
+    f.idp
+        .activate_opaque("tok", smart_claims(now_secs() + 3600));
     assert!(f.v.verify("tok").await.is_ok());
     assert!(f.v.verify("tok").await.is_ok());
     assert_eq!(f.idp.introspection_calls(), 1, "positive answer cached");
@@ -85,7 +91,10 @@ async fn revocation_takes_effect_within_the_cache_ttl() -> R {
     f.clock.advance(Duration::from_secs(30));
     assert!(f.v.verify("tok").await.is_ok(), "still inside the 60 s TTL");
     f.clock.advance(Duration::from_secs(31));
-    assert_eq!(f.v.verify("tok").await.err(), Some(TokenError::Invalid(Reason::Inactive)));
+    assert_eq!(
+        f.v.verify("tok").await.err(),
+        Some(TokenError::Invalid(Reason::Inactive))
+    );
     assert_eq!(f.idp.introspection_calls(), 2);
     // Negative answers are cached briefly, then asked again.
     assert!(f.v.verify("tok").await.is_err());
@@ -104,9 +113,16 @@ async fn cache_never_outlives_the_token_exp() -> R {
     assert!(f.v.verify("short").await.is_ok());
     f.clock.advance(Duration::from_secs(10));
     let _ = f.v.verify("short").await;
-    assert_eq!(f.idp.introspection_calls(), 2, "re-asked after exp although TTL is 60 s");
+    assert_eq!(
+        f.idp.introspection_calls(),
+        2,
+        "re-asked after exp although TTL is 60 s"
+    );
     f.idp.activate_opaque("old", smart_claims(now - 3600));
-    assert_eq!(f.v.verify("old").await.err(), Some(TokenError::Invalid(Reason::Expired)));
+    assert_eq!(
+        f.v.verify("old").await.err(),
+        Some(TokenError::Invalid(Reason::Expired))
+    );
     Ok(())
 }
 
@@ -116,11 +132,16 @@ async fn endpoint_down_fails_closed_with_retry_after() -> R {
     f.idp.activate_opaque("tok", smart_claims(now_secs() + 600));
     f.idp.set_outage(true);
     let e = f.v.verify("tok").await.err().map(|e| e.class());
-    assert!(matches!(e, Some(ErrorClass::Unavailable { retry_after }) if retry_after >= Duration::from_secs(1)));
+    assert!(
+        matches!(e, Some(ErrorClass::Unavailable { retry_after }) if retry_after >= Duration::from_secs(1))
+    );
     f.idp.set_outage(false);
     f.idp.set_delay(Duration::from_secs(30));
     let e = f.v.verify("tok").await.err().map(|e| e.class());
-    assert!(matches!(e, Some(ErrorClass::Unavailable { .. })), "timeout → 503: {e:?}");
+    assert!(
+        matches!(e, Some(ErrorClass::Unavailable { .. })),
+        "timeout → 503: {e:?}"
+    );
     f.idp.set_delay(Duration::ZERO);
     assert!(f.v.verify("tok").await.is_ok(), "failures are not cached");
     Ok(())
@@ -130,13 +151,24 @@ async fn endpoint_down_fails_closed_with_retry_after() -> R {
 async fn wrong_credentials_or_malformed_answers_fail_closed() -> R {
     let f = fx_with(Some(ClientAuth::ClientSecretBasic(Secret::new("wrong")))).await?;
     f.idp.activate_opaque("tok", smart_claims(now_secs() + 600));
-    assert!(matches!(f.v.verify("tok").await.err().map(|e| e.class()), Some(ErrorClass::Unavailable { .. })));
+    assert!(matches!(
+        f.v.verify("tok").await.err().map(|e| e.class()),
+        Some(ErrorClass::Unavailable { .. })
+    ));
 
     let g = fx().await?;
-    g.idp.set_introspection_response("bad-patient", json!({"active": true, "patient": 7}));
-    g.idp.set_introspection_response("other-iss", json!({"active": true, "iss": "https://evil"}));
-    assert!(matches!(g.v.verify("bad-patient").await.err().map(|e| e.class()), Some(ErrorClass::Unavailable { .. })));
-    assert_eq!(g.v.verify("other-iss").await.err(), Some(TokenError::Invalid(Reason::Issuer)));
+    g.idp
+        .set_introspection_response("bad-patient", json!({"active": true, "patient": 7}));
+    g.idp
+        .set_introspection_response("other-iss", json!({"active": true, "iss": "https://evil"}));
+    assert!(matches!(
+        g.v.verify("bad-patient").await.err().map(|e| e.class()),
+        Some(ErrorClass::Unavailable { .. })
+    ));
+    assert_eq!(
+        g.v.verify("other-iss").await.err(),
+        Some(TokenError::Invalid(Reason::Issuer))
+    );
     Ok(())
 }
 
@@ -145,7 +177,11 @@ async fn private_key_jwt_client_authentication() -> R {
     let key = TestKey::rsa("gw")?;
     let pem = key.private_pkcs8_pem()?;
     let enc = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())?;
-    let auth = ClientAuth::PrivateKeyJwt { key: enc, alg: fhirgate_tokens::Algorithm::RS384, kid: Some("gw".into()) };
+    let auth = ClientAuth::PrivateKeyJwt {
+        key: enc,
+        alg: fhirgate_tokens::Algorithm::RS384,
+        kid: Some("gw".into()),
+    };
     let f = fx_with(Some(auth)).await?;
     f.idp.activate_opaque("tok", smart_claims(now_secs() + 600));
     assert!(f.v.verify("tok").await.is_ok());
@@ -157,7 +193,10 @@ async fn opaque_tokens_without_introspection_are_a1() -> R {
     let idp = TestIssuer::start().await?;
     let clock = ManualClock::new(now_secs());
     let v = Verifier::new(vec![crate::support::settings(&idp)], clock.clock());
-    assert_eq!(v.verify("opaque").await.err(), Some(TokenError::Invalid(Reason::NoIntrospection)));
+    assert_eq!(
+        v.verify("opaque").await.err(),
+        Some(TokenError::Invalid(Reason::NoIntrospection))
+    );
     assert_eq!(idp.introspection_calls(), 0);
     Ok(())
 }

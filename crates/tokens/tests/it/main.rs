@@ -11,9 +11,9 @@ mod issuer;
 #[allow(dead_code)]
 mod mint;
 
-mod support;
 mod attacks;
 mod bearer;
-mod introspection;
 mod corpus;
+mod introspection;
 mod props;
+mod support;

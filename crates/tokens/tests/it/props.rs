@@ -36,7 +36,11 @@ struct Shared {
 fn shared() -> Option<&'static Shared> {
     static S: OnceLock<Option<Shared>> = OnceLock::new();
     S.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().ok()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .ok()?;
         let (idp, verifier, token, clock) = rt.block_on(async {
             let idp = TestIssuer::start().await.ok()?;
             let now = now_secs();
@@ -46,7 +50,13 @@ fn shared() -> Option<&'static Shared> {
             verifier.verify(&token).await.ok()?;
             Some((idp, verifier, token, clock))
         })?;
-        Some(Shared { rt, _idp: idp, verifier, token, _clock: clock })
+        Some(Shared {
+            rt,
+            _idp: idp,
+            verifier,
+            token,
+            _clock: clock,
+        })
     })
     .as_ref()
 }

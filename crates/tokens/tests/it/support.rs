@@ -1,5 +1,8 @@
 //! Shared fixture: a test issuer, a verifier on a manual clock, and assertion helpers.
 
+// Assertion helpers fail the calling test the way `assert!` does.
+#![allow(clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +20,7 @@ pub struct Fixture {
 
 pub fn settings(idp: &TestIssuer) -> IssuerSettings {
     let mut s = IssuerSettings::new(idp.issuer(), DEFAULT_AUDIENCE);
-    s.fetch_timeout = Duration::from_millis(500);
+    s.fetch_timeout = Duration::from_secs(2);
     s
 }
 
@@ -33,7 +36,12 @@ impl Fixture {
         let now = now_secs();
         let clock = ManualClock::new(now);
         let verifier = Verifier::new(vec![s], clock.clock());
-        Ok(Self { idp, verifier, clock, now })
+        Ok(Self {
+            idp,
+            verifier,
+            clock,
+            now,
+        })
     }
 
     pub fn now(&self) -> u64 {
@@ -61,7 +69,10 @@ impl Fixture {
     pub async fn rejects_expired(&self, token: &str) {
         let e = self.verify(token).await.err();
         assert!(
-            matches!(e.as_ref().map(TokenError::class), Some(ErrorClass::InvalidToken { expired: true, .. })),
+            matches!(
+                e.as_ref().map(TokenError::class),
+                Some(ErrorClass::InvalidToken { expired: true, .. })
+            ),
             "expected A2, got {e:?}"
         );
     }

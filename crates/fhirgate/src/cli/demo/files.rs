@@ -21,10 +21,11 @@ pub fn auth_store(dir: &Path) -> PathBuf {
     dir.join(AUTH_STORE)
 }
 
-/// Deletes the data folder, but only one that fhirgate made (or an empty one).
-pub fn reset(dir: &Path) -> anyhow::Result<()> {
+/// Deletes the data folder, but only one that fhirgate made (or an empty one). Returns
+/// whether there was one.
+pub fn reset(dir: &Path) -> anyhow::Result<bool> {
     if !dir.exists() {
-        return Ok(());
+        return Ok(false);
     }
     if !dir.is_dir() {
         bail!("--reset: {} is not a directory", dir.display());
@@ -43,7 +44,7 @@ pub fn reset(dir: &Path) -> anyhow::Result<()> {
         );
     }
     std::fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Creates the folder, owner-only on Unix: it holds keys, passwords and patient data.
@@ -87,7 +88,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("thesis.tex"), "precious").unwrap();
         let err = reset(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("does not look like a fhirgate data folder"), "{err}");
+        assert!(
+            err.contains("does not look like a fhirgate data folder"),
+            "{err}"
+        );
         assert!(dir.path().join("thesis.tex").exists());
     }
 
@@ -98,9 +102,9 @@ mod tests {
         std::fs::create_dir(&data).unwrap();
         std::fs::write(data.join(manifest::FILE_NAME), "{}").unwrap();
         std::fs::write(data.join("other"), "x").unwrap();
-        reset(&data).unwrap();
+        assert!(reset(&data).unwrap());
         assert!(!data.exists());
-        reset(&data).unwrap();
+        assert!(!reset(&data).unwrap());
     }
 
     #[cfg(unix)]

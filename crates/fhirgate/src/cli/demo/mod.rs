@@ -67,16 +67,17 @@ impl Origin {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if args.reset {
-        files::reset(&args.data_dir)?;
-        println!("deleted {}", args.data_dir.display());
+    if args.reset && files::reset(&args.data_dir)? {
+        println!("--reset: deleted {}", args.data_dir.display());
     }
     files::create_dir(&args.data_dir)?;
-    let dir = args.data_dir.clone();
+    // Absolute, so the paths in demo.json work from any directory.
+    let dir = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
     let previous = Manifest::read(&dir);
 
-    let listener = TcpListener::bind(args.listen)
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        TcpListener::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let bound = listener.local_addr()?;
     let urls = Origin::new(bound);
     // The store is reachable only through the gateway; this port is never published.
@@ -125,13 +126,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &urls,
         started,
     ))?;
-    println!("fhirgate demo stopped");
+    say("fhirgate demo stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// The gateway's configuration for the demo; the one place that says what the gateway
 /// trusts and enforces here.
-fn gateway_config(urls: &Origin, listen: SocketAddr, upstream: Url) -> anyhow::Result<GatewayConfig> {
+fn gateway_config(
+    urls: &Origin,
+    listen: SocketAddr,
+    upstream: Url,
+) -> anyhow::Result<GatewayConfig> {
     let public = Url::parse(&urls.fhir_base).context("the public FHIR base")?;
     let mut config = GatewayConfig::new(public, upstream);
     config.listen = listen;
@@ -235,7 +240,14 @@ async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
-    println!("shutting down");
+    say("shutting down");
+}
+
+/// A status line after start-up. Whoever started us may have closed our stdout by now, and
+/// that must not turn a clean shutdown into a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn manifest_for(

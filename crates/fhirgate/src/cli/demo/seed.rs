@@ -30,7 +30,8 @@ pub const PATIENT_USER: &str = "patient";
 pub const PRACTITIONER_USER: &str = "practitioner";
 
 /// What the public app may be granted; the app asks for a subset (see `app_scope`).
-const PUBLIC_SCOPES: &str = "launch/patient openid fhirUser offline_access online_access patient/*.rs patient/*.read";
+const PUBLIC_SCOPES: &str =
+    "launch/patient openid fhirUser offline_access online_access patient/*.rs patient/*.read";
 const CONFIDENTIAL_SCOPES: &str = "launch launch/patient openid fhirUser offline_access online_access patient/*.rs patient/*.read user/*.rs user/*.read";
 pub const BACKEND_SCOPES: &str = "system/*.rs system/*.read";
 /// Loopback redirect URIs match on any port (RFC 8252), so a script can listen anywhere.
@@ -161,7 +162,9 @@ pub fn users(
             username: PRACTITIONER_USER.into(),
             password: String::new(),
             role: "practitioner: picks any patient".into(),
-            fhir_user: practitioner.as_ref().map(|(id, _)| format!("Practitioner/{id}")),
+            fhir_user: practitioner
+                .as_ref()
+                .map(|(id, _)| format!("Practitioner/{id}")),
             display_name: practitioner.map(|(_, name)| name),
         },
     ];
@@ -285,4 +288,125 @@ pub fn clients(
         out.push(client);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fhirgate_authserver::AuthConfig;
+
+    fn open_auth(dir: &std::path::Path, origin: &str) -> AuthServer {
+        AuthServer::open(AuthConfig::new(
+            dir.join("auth.sqlite"),
+            format!("{origin}/auth"),
+            format!("{origin}/fhir"),
+        ))
+        .unwrap()
+    }
+
+    struct Run {
+        users: Vec<DemoUser>,
+        clients: Vec<DemoClient>,
+        manifest: Manifest,
+    }
+
+    fn seed_once(dir: &std::path::Path, origin: &str, previous: Option<&Manifest>) -> Run {
+        let store = Store::open(dir.join("store.sqlite")).unwrap();
+        ensure_data(&store, 2).unwrap();
+        let auth = open_auth(dir, origin);
+        let first = fill_picker(&store, &auth).unwrap();
+        let users = users(&store, &auth, first.as_ref(), previous).unwrap();
+        let key = backend_key::load_or_create(dir).unwrap();
+        let clients = clients(&auth, origin, &key, previous).unwrap();
+        let manifest = Manifest {
+            format_version: 1,
+            urls: serde_json::from_value(serde_json::json!({
+                "origin": origin, "fhir_base": "", "issuer": "", "smart_configuration": "",
+                "openid_configuration": "", "authorization_endpoint": "", "token_endpoint": "",
+                "jwks": "", "app": "", "healthz": "", "readyz": ""
+            }))
+            .unwrap(),
+            files: serde_json::from_value(serde_json::json!({
+                "data_dir": dir, "fhir_store": dir, "auth_store": dir
+            }))
+            .unwrap(),
+            users: users.clone(),
+            clients: clients.clone(),
+        };
+        Run {
+            users,
+            clients,
+            manifest,
+        }
+    }
+
+    #[test]
+    fn seeding_again_keeps_passwords_secrets_and_registrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = "http://127.0.0.1:8080";
+        let first = seed_once(dir.path(), origin, None);
+        assert_eq!(first.users[0].fhir_user.as_deref(), Some("Patient/pat-0"));
+        assert!(
+            first.users[1]
+                .fhir_user
+                .as_deref()
+                .is_some_and(|f| f.starts_with("Practitioner/"))
+        );
+        let auth = open_auth(dir.path(), origin);
+        let token = auth
+            .mint_token(fhirgate_authserver::MintRequest {
+                client_id: BACKEND_CLIENT.into(),
+                scope: "system/*.rs".into(),
+                patient: None,
+                user: None,
+                expires_in: std::time::Duration::from_secs(60),
+            })
+            .unwrap();
+        assert!(!token.access_token.is_empty());
+
+        let second = seed_once(dir.path(), origin, Some(&first.manifest));
+        let passwords = |r: &Run| {
+            r.users
+                .iter()
+                .map(|u| u.password.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(passwords(&first), passwords(&second));
+        assert_eq!(
+            first.manifest.secret_of(CONFIDENTIAL_CLIENT),
+            second.manifest.secret_of(CONFIDENTIAL_CLIENT)
+        );
+        assert_eq!(auth.list_users().unwrap().len(), 2);
+        assert_eq!(auth.list_clients().unwrap().len(), 3);
+        assert_eq!(auth.search_patients("", 100).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_new_origin_moves_the_app_redirect_uri() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = seed_once(dir.path(), "http://127.0.0.1:8080", None);
+        let moved = seed_once(dir.path(), "http://192.0.2.7:9000", Some(&first.manifest));
+        let auth = open_auth(dir.path(), "http://192.0.2.7:9000");
+        let app = auth
+            .list_clients()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.client_id == PUBLIC_CLIENT)
+            .unwrap();
+        assert_eq!(
+            app.redirect_uris,
+            vec!["http://192.0.2.7:9000/app/".to_owned()]
+        );
+        assert_eq!(moved.clients[0].redirect_uris, app.redirect_uris);
+    }
+
+    #[test]
+    fn lost_passwords_are_replaced_rather_than_printed_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = seed_once(dir.path(), "http://127.0.0.1:8080", None);
+        let again = seed_once(dir.path(), "http://127.0.0.1:8080", None);
+        assert_ne!(first.users[0].password, again.users[0].password);
+        let auth = open_auth(dir.path(), "http://127.0.0.1:8080");
+        assert_eq!(auth.list_users().unwrap().len(), 2);
+    }
 }
