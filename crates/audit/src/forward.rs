@@ -286,3 +286,21 @@ fn check_batch_response(text: &str) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_wrap_events_and_failed_entries_fail_the_batch() {
+        let b = bundle(&[(1, r#"{"a":1}"#.into()), (2, r#"{"a":2}"#.into())]);
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["type"], "batch");
+        assert_eq!(v["entry"][1]["resource"]["a"], 2);
+        assert_eq!(v["entry"][0]["request"]["url"], "AuditEvent");
+        let ok = r#"{"entry":[{"response":{"status":"201 Created"}}]}"#;
+        assert_eq!(check_batch_response(ok), Ok(()));
+        let bad = r#"{"entry":[{"response":{"status":"201"}},{"response":{"status":"400 Bad Request"}}]}"#;
+        assert!(check_batch_response(bad).unwrap_err().contains("400"));
+    }
+}

@@ -224,10 +224,13 @@ impl Browser {
     }
 
     fn remember(&mut self, response: &reqwest::Response) {
-        if let Some(set) = response.headers().get("set-cookie") {
-            if let Some(pair) = set.to_str().ok().and_then(|v| v.split(';').next()) {
-                self.cookie = Some(pair.to_owned());
-            }
+        let pair = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next());
+        if let Some(pair) = pair {
+            self.cookie = Some(pair.to_owned());
         }
     }
 

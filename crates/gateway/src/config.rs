@@ -21,6 +21,11 @@ pub struct GatewayConfig {
     pub upstream: UpstreamConfig,
     pub limits: Limits,
     pub shutdown: ShutdownConfig,
+    /// Token verification; see [`crate::security_config`].
+    pub auth: crate::AuthConfig,
+    pub authorization: crate::AuthorizationConfig,
+    /// The SMART discovery document served at `{base}/.well-known/smart-configuration`.
+    pub smart_configuration: Option<serde_json::Value>,
 }
 
 /// The FHIR server requests are forwarded to.
@@ -74,6 +79,9 @@ impl GatewayConfig {
             upstream: UpstreamConfig::new(upstream_url),
             limits: Limits::default(),
             shutdown: ShutdownConfig::default(),
+            auth: crate::AuthConfig::default(),
+            authorization: crate::AuthorizationConfig::default(),
+            smart_configuration: None,
         }
     }
 }

@@ -6,10 +6,13 @@
 //! are written for the caller; the underlying cause (socket errors, upstream details) is kept in
 //! the variant's `source` for the log and never copied into the body.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use fhirgate_fhir::{ClassifyError, FHIR_JSON, IssueType, OperationOutcome};
+use fhirgate_smart::DenyReason;
+use fhirgate_tokens::{ErrorClass, TokenError};
 use http::{HeaderValue, Response, StatusCode, header};
 
 /// Boxed cause kept for logging.
@@ -53,6 +56,21 @@ pub enum GatewayError {
     /// A bug: a panic or an invariant that did not hold. Details are only logged.
     #[error("internal gateway error")]
     Internal,
+    /// No, an unacceptable, or an uncheckable access token (401/400/503 per its class).
+    #[error("{}", auth_diagnostic(.error))]
+    Authentication { error: TokenError, realm: Arc<str> },
+    /// The grant does not cover the request or what the upstream answered (403/404/400).
+    #[error("{reason}")]
+    Denied { reason: DenyReason, realm: Arc<str> },
+    /// A response that must be verified is over `authorization.verify_buffer_max`; it is
+    /// refused whole rather than passed unverified or cut.
+    #[error(
+        "the response is larger than the gateway can verify ({limit} bytes); narrow the request, e.g. with _count"
+    )]
+    VerifyTooLarge { limit: usize },
+    /// A response that must be verified is not JSON the gateway can read.
+    #[error("the upstream response could not be verified")]
+    Unverifiable(#[source] BoxError),
 }
 
 /// Seconds a shed client is told to wait before retrying.
@@ -73,6 +91,17 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamStatus(status) => *status,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Authentication { error, .. } => match error.class() {
+                ErrorClass::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::BadRequest { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            },
+            GatewayError::Denied { reason, .. } => {
+                StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            GatewayError::VerifyTooLarge { .. } | GatewayError::Unverifiable(_) => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
@@ -89,6 +118,16 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) | GatewayError::Internal => IssueType::Exception,
             GatewayError::UpstreamTimeout(_) => IssueType::Timeout,
             GatewayError::UpstreamStatus(status) => issue_type_for_status(*status),
+            GatewayError::Authentication { error, .. } => match error.class() {
+                ErrorClass::Login => IssueType::Login,
+                ErrorClass::InvalidToken { expired: true, .. } => IssueType::Expired,
+                ErrorClass::Unavailable { .. } => IssueType::Transient,
+                ErrorClass::BadRequest { .. } => IssueType::Invalid,
+                _ => IssueType::Unknown,
+            },
+            GatewayError::Denied { reason, .. } => reason.issue_type(),
+            GatewayError::VerifyTooLarge { .. } => IssueType::TooCostly,
+            GatewayError::Unverifiable(_) => IssueType::Exception,
         }
     }
 
@@ -106,6 +145,14 @@ impl GatewayError {
                 HeaderValue::from_static(OVERLOAD_RETRY_AFTER),
             );
         }
+        if let Some((challenge, retry_after)) = self.auth_headers() {
+            if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+            if let Some(secs) = retry_after {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+        }
         response
     }
 
@@ -113,6 +160,45 @@ impl GatewayError {
     /// client's.
     pub fn is_server_side(&self) -> bool {
         self.status().is_server_error()
+    }
+}
+
+impl GatewayError {
+    /// `WWW-Authenticate` (RFC 6750 §3) and `Retry-After` seconds for authentication and
+    /// authorization failures.
+    fn auth_headers(&self) -> Option<(Option<String>, Option<u64>)> {
+        match self {
+            GatewayError::Authentication { error, realm } => {
+                let class = error.class();
+                let retry = match class {
+                    ErrorClass::Unavailable { retry_after } => Some(retry_after.as_secs().max(1)),
+                    _ => None,
+                };
+                Some((class.www_authenticate(realm), retry))
+            }
+            GatewayError::Denied { reason, realm } => {
+                let challenge = reason.oauth_error().map(|code| {
+                    let realm: String = realm.chars().filter(|c| *c != '"' && !c.is_control()).collect();
+                    format!("Bearer realm=\"{realm}\", error=\"{code}\"")
+                });
+                Some((challenge, None))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a client is told about its token: fixed texts, never the token or its claims.
+fn auth_diagnostic(error: &TokenError) -> &'static str {
+    match error.class() {
+        ErrorClass::Login => "an access token is required (Authorization: Bearer)",
+        ErrorClass::InvalidToken { description, .. } | ErrorClass::BadRequest { description } => {
+            description
+        }
+        ErrorClass::Unavailable { .. } => {
+            "the token issuer cannot be reached to check this token; retry shortly"
+        }
+        _ => "the access token is not acceptable",
     }
 }
 

@@ -1,20 +1,22 @@
 //! The gateway's own logic: the named phases of DESIGN.md §3, run in order for every FHIR
 //! request. Each phase is one module; they share one [`RequestCtx`].
 //!
-//! Phases not built yet (authenticate, authorize, throttle, cache, verify, audit) are simply
+//! Phases not built yet (throttle, cache, audit) are simply
 //! absent: they slot in where the comments in [`Pipeline::run`] say.
 
 use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use http::{Request, Response};
+use fhirgate_fhir::Interaction;
+use http::{Method, Request, Response};
 
 use crate::config::{GatewayConfig, Limits, base_path};
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, error_chain};
+use crate::security::Security;
 use crate::upstream::{BuildError, Upstream};
-use crate::{classify, forward};
+use crate::{authenticate, authorize, classify, forward, smart_discovery, verify};
 
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -23,6 +25,7 @@ pub(crate) struct Pipeline {
     limits: Limits,
     /// FHIR base path without trailing slash (`""` when the API is at the root).
     pub(crate) base_path: String,
+    security: Security,
 }
 
 impl Pipeline {
@@ -31,6 +34,7 @@ impl Pipeline {
             upstream: Upstream::new(config)?,
             limits: config.limits.clone(),
             base_path: base_path(&config.public_base_url),
+            security: Security::new(config)?,
         })
     }
 
@@ -57,15 +61,40 @@ impl Pipeline {
         ctx: &mut RequestCtx,
         request: Request<Body>,
     ) -> Result<Response<Body>, GatewayError> {
+        // SMART discovery is the gateway's own document, not a FHIR interaction.
+        let below_base = request.uri().path().get(self.base_path.len()..).unwrap_or("");
+        if let Some(answer) = smart_discovery::serve(&self.security, request.method(), below_base)
+        {
+            return answer;
+        }
         // 1. classify
-        let classified = classify::classify(
+        let mut classified = classify::classify(
             ctx,
             request,
             self.base_path.len(),
             self.limits.max_form_body_size,
         )
         .await?;
-        // 2. authenticate, 3. authorize, 4. throttle, 5. cache: not built yet.
+        authorize::strip_client_context(&mut classified.parts.headers);
+        // 2. authenticate
+        authenticate::authenticate(&self.security, ctx, &mut classified.parts).await?;
+        // 3. authorize
+        let plan = authorize::authorize(
+            &self.security,
+            &self.upstream,
+            ctx,
+            &mut classified,
+            self.limits.max_body_size,
+        )
+        .await?;
+        let capabilities = ctx
+            .fhir
+            .as_ref()
+            .is_some_and(|f| f.interaction == Interaction::Capabilities && f.method == Method::GET);
+        if capabilities {
+            smart_discovery::prepare_request(&self.security, &mut classified.parts.headers);
+        }
+        // 4. throttle, 5. cache: not built yet.
         // 6. forward
         let response = forward::forward(
             &self.upstream,
@@ -75,7 +104,14 @@ impl Pipeline {
             self.limits.bundle_rewrite_max,
         )
         .await?;
-        // 7. verify, 8. audit: not built yet.
+        // 7. verify
+        let response = verify::verify(&self.security, ctx, plan, response).await?;
+        let response = if capabilities {
+            smart_discovery::amend_metadata(&self.security, response).await?
+        } else {
+            response
+        };
+        // 8. audit: not built yet.
         Ok(response)
     }
 }

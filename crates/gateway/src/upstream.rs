@@ -21,6 +21,12 @@ pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 pub enum BuildError {
     #[error("TLS client set-up failed: {0}")]
     Tls(#[from] rustls::Error),
+    /// Tokens are required but no issuer is trusted: every request would be refused, and
+    /// quietly forwarding them instead would be a security hole.
+    #[error(
+        "no token issuer configured: list `auth.issuers`, or set `auth.mode: disabled` to run without authentication"
+    )]
+    NoIssuers,
 }
 
 /// How long a readiness answer is reused, so probes never load the upstream.

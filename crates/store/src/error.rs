@@ -15,6 +15,8 @@ pub enum StoreError {
         diagnostics: String,
         expression: Option<String>,
     },
+    #[error("{0} is not a FHIR endpoint of this store")]
+    UnknownPath(String),
     #[error("resource type '{0}' is not supported")]
     UnknownType(String),
     #[error("{rtype}/{id} is not known")]
@@ -69,7 +71,8 @@ impl StoreError {
             StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
             StoreError::NotFound { .. }
             | StoreError::VersionNotFound { .. }
-            | StoreError::UnknownType(_) => StatusCode::NOT_FOUND,
+            | StoreError::UnknownType(_)
+            | StoreError::UnknownPath(_) => StatusCode::NOT_FOUND,
             StoreError::Gone { .. } => StatusCode::GONE,
             StoreError::PreconditionFailed(_) | StoreError::MultipleMatches(_) => {
                 StatusCode::PRECONDITION_FAILED
@@ -85,7 +88,9 @@ impl StoreError {
     pub fn issue_type(&self) -> IssueType {
         match self {
             StoreError::Invalid { code, .. } => *code,
-            StoreError::NotFound { .. } | StoreError::VersionNotFound { .. } => IssueType::NotFound,
+            StoreError::NotFound { .. }
+            | StoreError::VersionNotFound { .. }
+            | StoreError::UnknownPath(_) => IssueType::NotFound,
             StoreError::Gone { .. } => IssueType::Deleted,
             StoreError::PreconditionFailed(_) => IssueType::Conflict,
             StoreError::MultipleMatches(_) => IssueType::MultipleMatches,

@@ -171,6 +171,12 @@ fn check_elements(path: &mut String, v: &Value) -> Result<()> {
     }
 }
 
+/// Each body is stored once: the current version's lives in `resources` and its history
+/// row has `body = NULL` until a newer version supersedes it. Deletions never have one.
+const HISTORY_BODY: &str = "CASE WHEN h.method = 'DELETE' THEN NULL ELSE COALESCE(h.body, \
+     (SELECT r.body FROM resources r WHERE r.rtype = h.rtype AND r.id = h.id \
+     AND r.version = h.version)) END";
+
 fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     Ok(Stored {
         rtype: r.get(0)?,
@@ -216,10 +222,10 @@ pub fn vread(conn: &Connection, rtype: &str, id: &str, vid: &str) -> Result<Stor
     };
     let version: i64 = vid.parse().map_err(|_| not_found())?;
     let found = conn
-        .prepare_cached(
-            "SELECT rtype, id, version, updated_ms, body FROM history \
-             WHERE rtype = ?1 AND id = ?2 AND version = ?3",
-        )?
+        .prepare_cached(&format!(
+            "SELECT rtype, id, version, updated_ms, {HISTORY_BODY} FROM history h \
+                 WHERE rtype = ?1 AND id = ?2 AND version = ?3"
+        ))?
         .query_row(params![rtype, id, version], row_to_stored)
         .optional()?;
     match found {
@@ -289,6 +295,16 @@ fn store_rows(
         Some((b, r)) => (Some(b), Some(r)),
         None => (None, None),
     };
+    if version > 1 {
+        // The body of the version being superseded moves from `resources` into its
+        // history row (see HISTORY_BODY).
+        conn.prepare_cached(
+            "UPDATE history SET body = (SELECT body FROM resources \
+             WHERE rtype = ?1 AND id = ?2 AND deleted = 0) \
+             WHERE rtype = ?1 AND id = ?2 AND version = ?3 AND method != 'DELETE'",
+        )?
+        .execute(params![rtype, id, version - 1])?;
+    }
     let rid: i64 = conn
         .prepare_cached(
             "INSERT INTO resources (rtype, id, version, updated_ms, deleted, body) \
@@ -312,7 +328,14 @@ fn store_rows(
         "INSERT INTO history (rtype, id, version, updated_ms, method, body) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![rtype, id, version, now, method.as_str(), body])?;
+    .execute(params![
+        rtype,
+        id,
+        version,
+        now,
+        method.as_str(),
+        None::<String>
+    ])?;
     match rows {
         // Version 1 has never been indexed: skip the deletes (a large share of import time).
         Some(rows) => index::write(conn, rid, rtype, &rows, version > 1)?,
@@ -540,7 +563,7 @@ pub fn history(
         ))?
         .query_row(rusqlite::params_from_iter(values.iter()), |r| r.get(0))?;
     let sql = format!(
-        "SELECT rtype, id, version, updated_ms, body, method FROM history \
+        "SELECT rtype, id, version, updated_ms, {HISTORY_BODY}, method FROM history h \
          WHERE updated_ms >= ?1 AND {filter} ORDER BY hid DESC LIMIT {} OFFSET {}",
         count, offset
     );

@@ -40,6 +40,7 @@ fn benches(c: &mut Criterion) {
         .unsigned()
         .build()
         .unwrap();
+    let dots = ".".repeat(100_000);
     for v in [&cached, &uncached] {
         rt.block_on(v.verify(&rs)).unwrap();
         rt.block_on(v.verify(&es)).unwrap();

@@ -217,7 +217,16 @@ function renderBanner(patient) {
   banner.append(name, details);
 }
 
-// A small line chart of the most frequently recorded numeric vital sign.
+// LOINC codes worth charting, best first: heart rate, systolic pressure, body weight.
+const CHART_PREFERENCE = ["8867-4", "8480-6", "29463-7"];
+
+function loinc(concept) {
+  const coding = ((concept && concept.coding) || []).find((c) => c.system === "http://loinc.org");
+  return coding ? coding.code : "";
+}
+
+// A small line chart of one numeric vital sign over time: a preferred one when recorded at
+// least twice, otherwise the most frequently recorded.
 function renderChart(observations) {
   const chart = $("chart");
   chart.replaceChildren();
@@ -225,12 +234,18 @@ function renderChart(observations) {
   for (const obs of observations) {
     if (!obs.valueQuantity || typeof obs.valueQuantity.value !== "number" || !when(obs)) continue;
     const key = codeText(obs.code);
-    if (!series.has(key)) series.set(key, []);
-    series.get(key).push({ t: Date.parse(when(obs)), v: obs.valueQuantity.value, unit: obs.valueQuantity.unit || "" });
+    if (!series.has(key)) series.set(key, { code: loinc(obs.code), points: [] });
+    series.get(key).points.push({ t: Date.parse(when(obs)), v: obs.valueQuantity.value, unit: obs.valueQuantity.unit || "" });
   }
-  const best = [...series.entries()].sort((a, b) => b[1].length - a[1].length)[0];
-  if (!best || best[1].length < 2) return;
-  const [label, points] = best;
+  const rank = (code) => {
+    const i = CHART_PREFERENCE.indexOf(code);
+    return i === -1 ? CHART_PREFERENCE.length : i;
+  };
+  const best = [...series.entries()]
+    .filter(([, s]) => s.points.length >= 2)
+    .sort((a, b) => rank(a[1].code) - rank(b[1].code) || b[1].points.length - a[1].points.length)[0];
+  if (!best) return;
+  const [label, { points }] = best;
   points.sort((a, b) => a.t - b.t);
   const W = 320, H = 140, P = 28;
   const tMin = points[0].t, tMax = points[points.length - 1].t || tMin + 1;

@@ -49,6 +49,12 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
                 }
                 i = end + 1;
             }
+            b'{' | b'[' if stack.len() >= 3 => {
+                // Below `entry[]`/`link[]` items nothing is rewritten: jump over the whole
+                // value (a resource, mostly) without looking at its structure.
+                i = skip_container(body, i)?;
+                expecting_key = false;
+            }
             b'{' | b'[' => {
                 stack.push(c);
                 expecting_key = c == b'{';
@@ -75,6 +81,35 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
     }
     out.extend_from_slice(body.get(copied..)?);
     Some(out)
+}
+
+/// Index just past the container opening at `open`, skipping strings; only the bracket kind
+/// that opened it needs counting, since the other kind is balanced inside it.
+fn skip_container(body: &[u8], open: usize) -> Option<usize> {
+    let (open_byte, close_byte) = match body.get(open)? {
+        b'{' => (b'{', b'}'),
+        _ => (b'[', b']'),
+    };
+    let mut depth = 0usize;
+    let mut i = open;
+    loop {
+        let offset = memchr::memchr3(b'"', open_byte, close_byte, body.get(i..)?)?;
+        let at = i + offset;
+        match body.get(at)? {
+            b'"' => i = string_end(body, at + 1)? + 1,
+            c if *c == open_byte => {
+                depth += 1;
+                i = at + 1;
+            }
+            _ => {
+                depth -= 1;
+                i = at + 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+        }
+    }
 }
 
 /// Index of the closing quote of a string whose content starts at `start`.
@@ -181,8 +216,6 @@ mod tests {
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\":");
         }
-
-
     }
 
     #[test]
@@ -198,8 +231,9 @@ mod tests {
         for sample in samples {
             let scanned = rewrite_bundle(sample, FROM, TO);
             let parsed = oracle::rewrite_bundle_serde(sample, FROM, TO);
-            let as_value =
-                |b: Option<Vec<u8>>| b.map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap());
+            let as_value = |b: Option<Vec<u8>>| {
+                b.map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            };
             let sample_text = String::from_utf8_lossy(sample);
             // The full parse refuses escaped keys; the scanner handles them.
             if sample_text.contains("k\\\"ey") {

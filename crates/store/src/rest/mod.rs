@@ -80,14 +80,10 @@ async fn handle_inner(app: &Arc<App>, req: Request) -> Result<Response, StoreErr
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let Some(rel) = path.strip_prefix(app.base_path.as_str()) else {
-        return Err(StoreError::NotSupported(format!(
-            "{path} is outside the FHIR base"
-        )));
+        return Err(StoreError::UnknownPath(path.to_owned()));
     };
     if !rel.is_empty() && !rel.starts_with('/') {
-        return Err(StoreError::NotSupported(format!(
-            "{path} is outside the FHIR base"
-        )));
+        return Err(StoreError::UnknownPath(path.to_owned()));
     }
     let rel = percent_decode(rel.trim_start_matches('/'));
     let query = parts.uri.query().unwrap_or("").to_owned();

@@ -266,7 +266,34 @@ pub fn search(conn: &Connection, req: &SearchRequest) -> Result<SearchResult> {
     for rev in &revincludes {
         revinclude(conn, rev, &mut out)?;
     }
+    if rtype.is_none() && req.compartment.is_some() && !rids.is_empty() {
+        include_referenced(conn, &rids, &mut out)?;
+    }
     Ok(out)
+}
+
+/// `$everything` also returns what the patient's resources point at outside the
+/// compartment (practitioners, organizations, locations, medications, ...).
+fn include_referenced(conn: &Connection, rids: &[i64], out: &mut SearchResult) -> Result<()> {
+    let rid_list = rids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let compartment_types = PATIENT_COMPARTMENT
+        .iter()
+        .map(|(t, _)| format!("'{t}'"))
+        .chain(std::iter::once("'Patient'".to_owned()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Only integers and generated type names are spliced into the SQL.
+    let sql = format!(
+        "SELECT DISTINCT x.rtype, x.id, x.version, x.updated_ms, x.body FROM idx_ref i \
+         JOIN resources x ON x.rtype = i.target_type AND x.id = i.target_id \
+         WHERE i.rid IN ({rid_list}) AND x.deleted = 0 \
+         AND x.rtype NOT IN ({compartment_types}) LIMIT {MAX_INCLUDED}"
+    );
+    push_included(conn, &sql, &[], out)
 }
 
 fn count(conn: &Connection, sql_where: &str, args: &[SqlValue]) -> Result<i64> {

@@ -330,3 +330,18 @@ async fn capability_statement_lists_what_is_supported() {
         .collect();
     assert_eq!(codes, ["transaction", "batch", "history-system"]);
 }
+
+#[tokio::test]
+async fn paths_outside_the_base_are_404() {
+    let t = TestStore::start().await;
+    let base_root = t.base.trim_end_matches("/fhir").to_owned();
+    let r = t
+        .client
+        .get(format!("{base_root}/other/Patient"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(issue_code(&b), "not-found");
+}

@@ -426,6 +426,16 @@ async fn compartment_search_and_everything() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let ids = sorted(t.search_ids("Patient/p1/$everything").await);
     assert_eq!(ids, ["o1", "o2", "o3", "p1", "r1"]);
+    // The practitioner p1 points at comes along, marked as included.
+    let (_, b) = t.get("Patient/p1/$everything").await;
+    let included: Vec<&str> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(included, ["dr1"]);
 }
 
 #[tokio::test]

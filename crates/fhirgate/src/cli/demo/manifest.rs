@@ -63,6 +63,8 @@ pub struct DemoUser {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DemoClient {
     pub client_id: String,
+    /// Shown to users on the consent page.
+    pub name: String,
     /// `public`, `confidential-symmetric` or `confidential-asymmetric`.
     pub kind: String,
     pub purpose: String,

@@ -87,7 +87,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let store = Store::open(files::fhir_store(&dir))
         .with_context(|| format!("opening {}", files::fhir_store(&dir).display()))?;
-    seed::ensure_data(&store, args.patients)?;
+    seed::ensure_data(&store, &dir, args.patients)?;
 
     let auth = AuthServer::open(AuthConfig::new(
         files::auth_store(&dir),

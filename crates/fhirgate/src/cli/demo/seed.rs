@@ -5,6 +5,7 @@
 //! registered again.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -42,11 +43,19 @@ pub fn app_scope() -> String {
     "launch/patient openid fhirUser offline_access patient/*.rs".to_owned()
 }
 
+/// Present while sample data is being generated. Generation commits in chunks, so a run
+/// stopped half-way leaves a store that is not empty but not complete either; the marker
+/// tells the next run to finish the job (generated resources have fixed ids, so writing
+/// them again is harmless).
+const GENERATING_MARKER: &str = ".generating";
+
 /// Fills an empty store with generated patients; returns whether it did.
-pub fn ensure_data(store: &Store, patients: usize) -> anyhow::Result<bool> {
-    if !store.counts()?.is_empty() {
+pub fn ensure_data(store: &Store, dir: &Path, patients: usize) -> anyhow::Result<bool> {
+    let marker = dir.join(GENERATING_MARKER);
+    if !store.counts()?.is_empty() && !marker.exists() {
         return Ok(false);
     }
+    std::fs::write(&marker, b"").with_context(|| format!("writing {}", marker.display()))?;
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();
     println!("generating sample data for {patients} patients (seed {SEED})...");
@@ -68,6 +77,7 @@ pub fn ensure_data(store: &Store, patients: usize) -> anyhow::Result<bool> {
     if tty {
         eprintln!();
     }
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
     println!(
         "generated {} resources in {:.1}s",
         summary.total(),
@@ -211,6 +221,7 @@ pub fn clients(
         (
             DemoClient {
                 client_id: PUBLIC_CLIENT.into(),
+                name: "fhirgate demo app".into(),
                 kind: ClientKind::Public.as_str().into(),
                 purpose: "the browser app at /app/ (standalone launch, PKCE)".into(),
                 client_secret: None,
@@ -224,6 +235,7 @@ pub fn clients(
         (
             DemoClient {
                 client_id: CONFIDENTIAL_CLIENT.into(),
+                name: "fhirgate demo server-side app".into(),
                 kind: ClientKind::ConfidentialSymmetric.as_str().into(),
                 purpose: "a server-side app (client_secret_basic)".into(),
                 client_secret: Some(secret),
@@ -237,6 +249,7 @@ pub fn clients(
         (
             DemoClient {
                 client_id: BACKEND_CLIENT.into(),
+                name: "fhirgate demo backend service".into(),
                 kind: ClientKind::ConfidentialAsymmetric.as_str().into(),
                 purpose: "a backend service (client_credentials, private_key_jwt)".into(),
                 client_secret: None,
@@ -258,6 +271,7 @@ pub fn clients(
     for (client, kind, jwks) in wanted {
         let up_to_date = existing.iter().any(|c| {
             c.client_id == client.client_id
+                && c.name == client.name
                 && c.kind == kind
                 && c.redirect_uris == client.redirect_uris
                 && c.allowed_scopes == client.scopes
@@ -274,7 +288,7 @@ pub fn clients(
             auth.remove_client(&client.client_id)?;
             auth.add_client(NewClient {
                 client_id: Some(client.client_id.clone()),
-                name: format!("fhirgate demo: {}", client.purpose),
+                name: client.name.clone(),
                 kind,
                 redirect_uris: client.redirect_uris.clone(),
                 allowed_scopes: client.scopes.clone(),
@@ -312,7 +326,7 @@ mod tests {
 
     fn seed_once(dir: &std::path::Path, origin: &str, previous: Option<&Manifest>) -> Run {
         let store = Store::open(dir.join("store.sqlite")).unwrap();
-        ensure_data(&store, 2).unwrap();
+        ensure_data(&store, dir, 2).unwrap();
         let auth = open_auth(dir, origin);
         let first = fill_picker(&store, &auth).unwrap();
         let users = users(&store, &auth, first.as_ref(), previous).unwrap();
@@ -379,6 +393,17 @@ mod tests {
         assert_eq!(auth.list_users().unwrap().len(), 2);
         assert_eq!(auth.list_clients().unwrap().len(), 3);
         assert_eq!(auth.search_patients("", 100).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_interrupted_generation_is_finished_on_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store.sqlite")).unwrap();
+        assert!(ensure_data(&store, dir.path(), 2).unwrap());
+        assert!(!ensure_data(&store, dir.path(), 2).unwrap());
+        std::fs::write(dir.path().join(GENERATING_MARKER), b"").unwrap();
+        assert!(ensure_data(&store, dir.path(), 2).unwrap());
+        assert!(!dir.path().join(GENERATING_MARKER).exists());
     }
 
     #[test]

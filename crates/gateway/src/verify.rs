@@ -1,0 +1,109 @@
+//! Phase 7, verify: under a constrained grant, the upstream's successful answer is read
+//! whole and checked before any byte of it leaves (DESIGN.md §3 step 7, the backstop).
+//!
+//! Searchsets lose the entries the grant does not cover; a single resource the grant does not
+//! cover turns the whole answer into 403 (or 404 under `hide_existence`). A body that cannot
+//! be checked (over `verify_buffer_max`, compressed, not JSON) is refused with 502, never
+//! passed through or cut. Bundles arrive here already base-URL-rewritten by the forward
+//! phase's byte scanner, so each body is parsed once.
+
+use axum::body::Body;
+use fhirgate_smart::{BundlePlan, FilterOutcome, ResponseCheck, verify_response};
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::Value;
+
+use crate::authorize::body::{CollectError, collect};
+use crate::ctx::RequestCtx;
+use crate::error::GatewayError;
+use crate::security::Security;
+
+/// How phase 7 checks the response, decided in phase 3.
+pub(crate) enum Verification {
+    None,
+    Resource(Box<ResponseCheck>),
+    Bundle(Box<BundlePlan>),
+}
+
+pub(crate) struct VerifyPlan {
+    pub(crate) verification: Verification,
+    /// The client asked HEAD; the upstream was asked GET so there is a body to check.
+    pub(crate) head: bool,
+}
+
+impl VerifyPlan {
+    pub(crate) fn none() -> Self {
+        VerifyPlan {
+            verification: Verification::None,
+            head: false,
+        }
+    }
+}
+
+pub(crate) async fn verify(
+    security: &Security,
+    ctx: &RequestCtx,
+    plan: VerifyPlan,
+    response: Response<Body>,
+) -> Result<Response<Body>, GatewayError> {
+    let head = plan.head;
+    let response = check(security, ctx, plan.verification, response).await?;
+    if !head {
+        return Ok(response);
+    }
+    let (parts, _) = response.into_parts();
+    Ok(Response::from_parts(parts, Body::empty()))
+}
+
+async fn check(
+    security: &Security,
+    ctx: &RequestCtx,
+    verification: Verification,
+    response: Response<Body>,
+) -> Result<Response<Body>, GatewayError> {
+    if matches!(verification, Verification::None) || !response.status().is_success() {
+        // Errors carry an OperationOutcome (non-FHIR ones were replaced by forward).
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(GatewayError::Unverifiable("compressed response".into()));
+    }
+    let max = security.settings.verify_buffer_max;
+    let bytes = collect(body, max as u64).await.map_err(|e| match e {
+        CollectError::TooLarge => GatewayError::VerifyTooLarge { limit: max },
+        CollectError::Read(err) => GatewayError::UpstreamUnavailable(err),
+    })?;
+    if bytes.is_empty() || parts.status == StatusCode::NO_CONTENT {
+        // `Prefer: return=minimal` writes and deletes: nothing leaves.
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    }
+    let mut value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| GatewayError::Unverifiable(e.into()))?;
+    let outcome = match &verification {
+        Verification::Resource(check) => {
+            verify_response(check, &mut value).map_err(|reason| GatewayError::Denied {
+                reason,
+                realm: security.realm.clone(),
+            })?
+        }
+        Verification::Bundle(plan) => plan.finish_response(&mut value),
+        Verification::None => FilterOutcome::default(),
+    };
+    if outcome.removed_match > 0 {
+        // After patient injection no match should need removing: the upstream ignored it.
+        tracing::warn!(
+            request_id = ctx.request_id_str(),
+            removed = outcome.removed_match,
+            "upstream returned search matches outside the grant; removed"
+        );
+    }
+    let out = serde_json::to_vec(&value).map_err(|_| GatewayError::Internal)?;
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(parts, Body::from(out)))
+}
