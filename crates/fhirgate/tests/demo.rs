@@ -480,6 +480,21 @@ async fn demo_runs_restarts_and_stops_cleanly() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(read.status(), 200);
+    // What a refused request looks like: another patient's record, and no token at all.
+    let other = client
+        .get(format!("{warm_base}/Patient/pat-1"))
+        .bearer_auth(token["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await?;
+    assert_eq!(other.status(), 403);
+    let outcome: Value = other.json().await?;
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let anonymous = client
+        .get(format!("{warm_base}/Patient?_count=3"))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
     let warm_took = warm.took;
     let status = warm.terminate()?;
     assert!(status.success(), "exit status after SIGTERM: {status}");

@@ -61,8 +61,4 @@ impl Security {
             smart_value: config.smart_configuration.clone().map(Arc::new),
         })
     }
-
-    pub(crate) fn enabled(&self) -> bool {
-        self.verifier.is_some()
-    }
 }

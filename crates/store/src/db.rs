@@ -6,7 +6,7 @@
 //! forward step by step inside one transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
@@ -75,13 +75,16 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-const READERS: usize = 4;
+/// Reader connections, all opened up front so every read finds a warm statement cache.
+const READERS: usize = 8;
 
 /// The connections to one store file.
 pub struct Db {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Signalled when a reader connection is returned to the pool.
+    reader_free: Condvar,
 }
 
 impl std::fmt::Debug for Db {
@@ -123,6 +126,7 @@ impl Db {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(readers),
+            reader_free: Condvar::new(),
         })
     }
 
@@ -135,22 +139,27 @@ impl Db {
         self.writer.lock().map_err(|_| StoreError::Worker)
     }
 
-    /// Run `f` on a pooled reader connection; opens an extra one when all are busy.
+    /// Run `f` on a pooled reader connection, waiting for one when all are busy (reads are
+    /// short, and a bounded pool keeps memory and open files bounded under load).
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.readers.lock().map_err(|_| StoreError::Worker)?.pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = Connection::open(&self.path)?;
-                configure(&c)?;
-                c
+        let conn = {
+            let mut pool = self.readers.lock().map_err(|_| StoreError::Worker)?;
+            loop {
+                if let Some(c) = pool.pop() {
+                    break c;
+                }
+                pool = self
+                    .reader_free
+                    .wait(pool)
+                    .map_err(|_| StoreError::Worker)?;
             }
         };
         let out = f(&conn);
-        let mut pool = self.readers.lock().map_err(|_| StoreError::Worker)?;
-        if pool.len() < READERS * 2 {
-            pool.push(conn);
-        }
+        self.readers
+            .lock()
+            .map_err(|_| StoreError::Worker)?
+            .push(conn);
+        self.reader_free.notify_one();
         out
     }
 }

@@ -18,6 +18,8 @@ pub fn config(upstream_base: &str) -> anyhow::Result<GatewayConfig> {
     config.upstream.connect_timeout = Duration::from_secs(2);
     config.upstream.response_timeout = Duration::from_secs(5);
     config.shutdown.drain_time = Duration::from_secs(10);
+    // Transport tests run without tokens; security tests replace this with their issuers.
+    config.auth = fhirgate_gateway::AuthConfig::disabled();
     Ok(config)
 }
 

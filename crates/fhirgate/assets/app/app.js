@@ -323,7 +323,10 @@ async function showRecord(config) {
 
 function showError(err) {
   const box = $("error");
-  box.textContent = err.message || String(err);
+  const text = err.message || String(err);
+  box.textContent = err.status
+    ? `The gateway answered HTTP ${err.status}: ${text}`
+    : text;
   box.hidden = false;
   $("status").textContent = "";
 }

@@ -14,6 +14,41 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub authorization: RawAuthorization,
+    #[serde(default)]
+    pub smart: RawSmart,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// `required` (default) or `disabled`.
+    pub mode: Option<Scalar>,
+    /// Each entry denies unknown keys itself (`fhirgate_tokens::IssuerConfig`).
+    #[serde(default)]
+    pub issuers: Vec<fhirgate_tokens::IssuerConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorization {
+    pub hide_existence: Option<Scalar>,
+    pub inject_patient: Option<Scalar>,
+    pub forward_token: Option<Scalar>,
+    pub context_headers: Option<Scalar>,
+    pub verify_buffer_max: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmart {
+    /// The SMART configuration document inline, as a mapping.
+    pub configuration: Option<serde_json::Value>,
+    /// Or a JSON file holding it.
+    pub configuration_file: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

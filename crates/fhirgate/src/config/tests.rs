@@ -44,7 +44,7 @@ fn the_example_config_is_valid_and_matches_the_defaults() {
 
 #[test]
 fn minimal_config_takes_defaults() {
-    let config = parse("public_base_url: http://gw/fhir\nupstream:\n  url: http://up/fhir\n")
+    let config = parse("public_base_url: http://gw/fhir\nupstream:\n  url: http://up/fhir\nauth:\n  mode: disabled\n")
         .unwrap()
         .gateway;
     assert_eq!(config.upstream.response_timeout, Duration::from_secs(30));
@@ -64,7 +64,7 @@ fn unknown_key_is_reported_with_its_position() {
 
 #[test]
 fn every_validation_error_is_reported_at_its_key() {
-    let source = "listen: localhost\npublic_base_url: ftp://gw/fhir\nupstream:\n  url: http://up/fhir\n  connect_timeout: 5 parsecs\nlimits:\n  max_body_size: lots\nshutdown:\n  drain_time: 30\n";
+    let source = "listen: localhost\npublic_base_url: ftp://gw/fhir\nupstream:\n  url: http://up/fhir\n  connect_timeout: 5 parsecs\nlimits:\n  max_body_size: lots\nshutdown:\n  drain_time: 30\nauth:\n  mode: disabled\n";
     let errors = parse(source).unwrap_err();
     let found: Vec<(&str, Option<usize>, Option<usize>)> = errors
         .iter()
@@ -91,7 +91,7 @@ fn every_validation_error_is_reported_at_its_key() {
 fn missing_required_keys_are_named() {
     let errors = parse("").unwrap_err();
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, vec!["public_base_url", "upstream"]);
+    assert_eq!(keys, vec!["public_base_url", "upstream", "auth"]);
 }
 
 #[test]
@@ -105,4 +105,66 @@ fn errors_display_as_file_line_column() {
         text.starts_with("conf.yaml:1:18: public_base_url: expected"),
         "{text}"
     );
+}
+
+const BASE: &str = "public_base_url: https://gw.example/fhir/\nupstream:\n  url: http://up/fhir\n";
+
+#[test]
+fn security_sections_are_read_with_the_audience_defaulting_to_the_public_base() {
+    let source = format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: https://idp.example\nauthorization:\n  hide_existence: true\n  context_headers: true\n  verify_buffer_max: 1MiB\nsmart:\n  configuration:\n    token_endpoint: https://idp.example/token\n"
+    );
+    let config = parse(&source).unwrap().gateway;
+    assert_eq!(config.auth.issuers.len(), 1);
+    assert_eq!(
+        config.auth.issuers[0].audiences,
+        vec!["https://gw.example/fhir"]
+    );
+    assert!(config.authorization.hide_existence);
+    assert!(config.authorization.context_headers);
+    assert!(config.authorization.forward_token);
+    assert!(config.authorization.inject_patient);
+    assert_eq!(config.authorization.verify_buffer_max, 1024 * 1024);
+    assert_eq!(
+        config.smart_configuration.unwrap()["token_endpoint"],
+        "https://idp.example/token"
+    );
+}
+
+#[test]
+fn no_issuers_refuses_to_start_unless_auth_is_disabled_explicitly() {
+    let errors = parse(BASE).unwrap_err();
+    assert_eq!(errors[0].key, "auth");
+    let disabled = parse(&format!("{BASE}auth:\n  mode: disabled\n"))
+        .unwrap()
+        .gateway;
+    assert_eq!(disabled.auth.mode, fhirgate_gateway::AuthMode::Disabled);
+    let typo = parse(&format!("{BASE}auth:\n  mode: off\n")).unwrap_err();
+    assert_eq!(typo[0].key, "auth.mode");
+}
+
+#[test]
+fn misspelled_security_keys_and_bad_values_stop_start_up() {
+    let misspelled = parse(&format!(
+        "{BASE}auth:\n  mode: disabled\nauthorization:\n  hide_existance: true\n"
+    ))
+    .unwrap_err();
+    assert!(
+        misspelled[0].message.contains("hide_existance"),
+        "{misspelled:?}"
+    );
+    let issuer_typo = parse(&format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: https://idp.example\n      audience: x\n"
+    ))
+    .unwrap_err();
+    assert!(
+        issuer_typo[0].message.contains("audience"),
+        "{issuer_typo:?}"
+    );
+    let bad = parse(&format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: not a url\nauthorization:\n  forward_token: yes please\n"
+    ))
+    .unwrap_err();
+    let keys: Vec<&str> = bad.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["auth.issuers", "authorization.forward_token"]);
 }

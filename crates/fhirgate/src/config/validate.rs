@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use fhirgate_gateway::GatewayConfig;
+use fhirgate_gateway::{AuthConfig, GatewayConfig};
 use url::Url;
 
 use super::raw::{RawConfig, Scalar};
@@ -217,10 +217,136 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
         raw.shutdown.drain_time.as_ref(),
         &mut config.shutdown.drain_time,
     );
+    security(&mut p, raw, &mut config);
 
     if p.0.is_empty() && urls_valid {
         Ok(config)
     } else {
         Err(p.0)
+    }
+}
+
+impl Problems {
+    fn flag(&mut self, key: &'static str, value: Option<&Scalar>, target: &mut bool) {
+        let Some(Scalar(text)) = value else { return };
+        match text.trim() {
+            "true" => *target = true,
+            "false" => *target = false,
+            _ => self.push(key, format!("expected true or false, got {text:?}")),
+        }
+    }
+}
+
+/// `auth`, `authorization` and `smart`: who is trusted, what is enforced, what is announced.
+fn security(p: &mut Problems, raw: &RawConfig, config: &mut GatewayConfig) {
+    let disabled = match raw.auth.mode.as_ref().map(|Scalar(t)| t.trim()) {
+        None | Some("required") => false,
+        Some("disabled") => true,
+        Some(other) => {
+            p.push(
+                "auth.mode",
+                format!("expected \"required\" or \"disabled\", got {other:?}"),
+            );
+            false
+        }
+    };
+    // Tokens are for the FHIR base as clients name it.
+    let audience = config
+        .public_base_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let issuers = &raw.auth.issuers;
+    if disabled {
+        if !issuers.is_empty() {
+            p.push(
+                "auth.mode",
+                "is disabled but auth.issuers are listed; remove one or the other",
+            );
+        }
+        config.auth = AuthConfig::disabled();
+    } else if issuers.is_empty() {
+        p.push(
+            "auth",
+            "needs at least one entry in auth.issuers (or auth.mode: disabled to forward every request unchecked)",
+        );
+    } else {
+        match fhirgate_tokens::validate_issuers(issuers, &audience) {
+            Ok(settings) => config.auth = AuthConfig::required(settings),
+            Err(e) => p.push(
+                "auth.issuers",
+                format!("issuer {:?}: {}: {}", e.issuer, e.field, e.message),
+            ),
+        }
+    }
+
+    let a = &raw.authorization;
+    let z = &mut config.authorization;
+    p.flag(
+        "authorization.hide_existence",
+        a.hide_existence.as_ref(),
+        &mut z.hide_existence,
+    );
+    p.flag(
+        "authorization.inject_patient",
+        a.inject_patient.as_ref(),
+        &mut z.inject_patient,
+    );
+    p.flag(
+        "authorization.forward_token",
+        a.forward_token.as_ref(),
+        &mut z.forward_token,
+    );
+    p.flag(
+        "authorization.context_headers",
+        a.context_headers.as_ref(),
+        &mut z.context_headers,
+    );
+    p.size_usize(
+        "authorization.verify_buffer_max",
+        a.verify_buffer_max.as_ref(),
+        &mut z.verify_buffer_max,
+    );
+
+    let smart = &raw.smart;
+    let document = match (&smart.configuration, &smart.configuration_file) {
+        (Some(_), Some(_)) => {
+            p.push(
+                "smart",
+                "set either configuration or configuration_file, not both",
+            );
+            None
+        }
+        (Some(doc), None) => Some(doc.clone()),
+        (None, Some(Scalar(path))) => match std::fs::read(path.trim()) {
+            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(doc) => Some(doc),
+                Err(err) => {
+                    p.push(
+                        "smart.configuration_file",
+                        format!("{path} is not JSON: {err}"),
+                    );
+                    None
+                }
+            },
+            Err(err) => {
+                p.push(
+                    "smart.configuration_file",
+                    format!("cannot read {path}: {err}"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(doc) = document {
+        if doc.is_object() {
+            config.smart_configuration = Some(doc);
+        } else {
+            p.push(
+                "smart.configuration",
+                "must be a mapping (the SMART configuration document)",
+            );
+        }
     }
 }

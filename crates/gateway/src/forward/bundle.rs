@@ -49,12 +49,6 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
                 }
                 i = end + 1;
             }
-            b'{' | b'[' if stack.len() >= 3 => {
-                // Below `entry[]`/`link[]` items nothing is rewritten: jump over the whole
-                // value (a resource, mostly) without looking at its structure.
-                i = skip_container(body, i)?;
-                expecting_key = false;
-            }
             b'{' | b'[' => {
                 stack.push(c);
                 expecting_key = c == b'{';
@@ -83,37 +77,16 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
     Some(out)
 }
 
-/// Index just past the container opening at `open`, skipping strings; only the bracket kind
-/// that opened it needs counting, since the other kind is balanced inside it.
-fn skip_container(body: &[u8], open: usize) -> Option<usize> {
-    let (open_byte, close_byte) = match body.get(open)? {
-        b'{' => (b'{', b'}'),
-        _ => (b'[', b']'),
-    };
-    let mut depth = 0usize;
-    let mut i = open;
-    loop {
-        let offset = memchr::memchr3(b'"', open_byte, close_byte, body.get(i..)?)?;
-        let at = i + offset;
-        match body.get(at)? {
-            b'"' => i = string_end(body, at + 1)? + 1,
-            c if *c == open_byte => {
-                depth += 1;
-                i = at + 1;
-            }
-            _ => {
-                depth -= 1;
-                i = at + 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-        }
-    }
-}
-
 /// Index of the closing quote of a string whose content starts at `start`.
 fn string_end(body: &[u8], mut start: usize) -> Option<usize> {
+    // FHIR JSON strings are mostly short: a plain loop beats a SIMD search's set-up cost.
+    for (offset, &b) in body.get(start..)?.iter().take(32).enumerate() {
+        match b {
+            b'"' => return Some(start + offset),
+            b'\\' => break,
+            _ => {}
+        }
+    }
     loop {
         let offset = memchr::memchr2(b'"', b'\\', body.get(start..)?)?;
         let at = start + offset;

@@ -15,5 +15,6 @@ mod attacks;
 mod bearer;
 mod corpus;
 mod introspection;
+mod keyset;
 mod props;
 mod support;

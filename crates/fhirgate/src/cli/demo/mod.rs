@@ -14,11 +14,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Json;
-use axum::routing::get;
 use fhirgate_authserver::{AuthConfig, AuthServer, MintRequest};
-use fhirgate_gateway::{Gateway, GatewayConfig};
+use fhirgate_gateway::{AuthConfig as GatewayAuth, Gateway, GatewayConfig};
 use fhirgate_store::Store;
+use fhirgate_tokens::IssuerSettings;
 use tokio::sync::watch;
 use url::Url;
 
@@ -131,15 +130,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The gateway's configuration for the demo; the one place that says what the gateway
-/// trusts and enforces here.
+/// trusts and enforces here. The embedded authorization server is trusted like any other
+/// issuer: through its discovery document and JWKS, fetched over HTTP from this very port.
 fn gateway_config(
     urls: &Origin,
     listen: SocketAddr,
     upstream: Url,
+    smart_configuration: serde_json::Value,
 ) -> anyhow::Result<GatewayConfig> {
     let public = Url::parse(&urls.fhir_base).context("the public FHIR base")?;
-    let mut config = GatewayConfig::new(public, upstream);
+    let mut issuer = IssuerSettings::new(&urls.issuer, &urls.fhir_base);
+    issuer.required_typ = Some("at+jwt".into());
+    // The demo speaks plain HTTP; with `--listen` on a LAN address its issuer is not loopback.
+    issuer.allow_http = true;
+    let mut config =
+        GatewayConfig::new(public, upstream).with_smart_configuration(smart_configuration);
     config.listen = listen;
+    config.auth = GatewayAuth::required(vec![issuer]);
     // A demo is stopped by hand; nobody wants to wait 30 s for a browser's idle connection.
     config.shutdown.drain_time = Duration::from_secs(3);
     Ok(config)
@@ -169,17 +176,9 @@ async fn serve(
     });
 
     let upstream = Url::parse(&upstream).context("the store's URL")?;
-    let smart_configuration = auth.smart_configuration();
-    let discovery = axum::Router::new().route(
-        "/fhir/.well-known/smart-configuration",
-        get(move || {
-            let doc = smart_configuration.clone();
-            async move { Json(doc) }
-        }),
-    );
-    let gateway = Gateway::new(gateway_config(urls, bound, upstream)?)
+    let config = gateway_config(urls, bound, upstream, auth.smart_configuration())?;
+    let gateway = Gateway::new(config)
         .context("building the gateway")?
-        .mount("/fhir/.well-known/smart-configuration", discovery)
         .mount("/auth", axum::Router::new().nest("/auth", auth.router()))
         .mount(
             APP_PATH,
