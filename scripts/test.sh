@@ -23,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- npm test packages (lock files committed; packages never committed) ---------------------
-for dir in tests/browser tools/fhir-defs; do
+for dir in tests/browser tests/interop tools/fhir-defs; do
   if [ -f "$dir/package-lock.json" ]; then
     step "npm ci in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
@@ -54,6 +54,21 @@ cargo test --workspace --no-fail-fast
 if [ -f tests/browser/package.json ]; then
   step "browser tests (headless Chromium)"
   (cd tests/browser && FHIRGATE_TARGET_DIR="$CARGO_TARGET_DIR" npm test)
+fi
+
+# --- interop tests with parts nobody here wrote ------------------------------------------
+# oidc-provider (npm) as the gateway's token issuer: JWT and opaque (introspected) tokens,
+# key rotation. Starts `fhirgate store serve` and `fhirgate serve` itself.
+if [ -f tests/interop/package.json ]; then
+  step "interop tests: oidc-provider as the gateway's issuer"
+  (cd tests/interop && FHIRGATE_TARGET_DIR="$CARGO_TARGET_DIR" npm test)
+fi
+
+# The Python SMART client (fhirclient from PyPI) launching against `fhirgate demo`.
+# pytest's exit code is kept as is: 5 (no tests collected) fails the run too.
+if [ -f tests/python/requirements.txt ]; then
+  step "interop tests: Python fhirclient"
+  FHIRGATE_TARGET_DIR="$CARGO_TARGET_DIR" PYTHONDONTWRITEBYTECODE=1 python3 -m pytest tests/python
 fi
 
 step "all test suites passed"

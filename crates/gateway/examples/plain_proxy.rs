@@ -1,4 +1,4 @@
-//! The gateway as a plain proxy, configured from the command line, for load tests that should
+//! The gateway as a plain proxy (authentication disabled), configured from the command line, for load tests that should
 //! not depend on the rest of the workspace:
 //!
 //! `plain_proxy LISTEN UPSTREAM_BASE PUBLIC_BASE`, e.g.
@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fhirgate_gateway::{Gateway, GatewayConfig};
+use fhirgate_gateway::{AuthConfig, Gateway, GatewayConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +18,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = GatewayConfig::new(public.parse()?, upstream.parse()?);
     config.listen = listen.parse()?;
     config.shutdown.drain_time = Duration::from_secs(5);
+    // A plain proxy: measures transport cost only, no token checks.
+    config.auth = AuthConfig::disabled();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     eprintln!("listening on http://{}", listener.local_addr()?);
     Gateway::new(config)?

@@ -26,6 +26,11 @@ pub struct GatewayConfig {
     pub authorization: crate::AuthorizationConfig,
     /// The SMART discovery document served at `{base}/.well-known/smart-configuration`.
     pub smart_configuration: Option<serde_json::Value>,
+    /// Rate limits (phase 4); `None` = no limits.
+    pub rate_limit: Option<fhirgate_ratelimit::RateLimitConfig>,
+    /// Audit trail (phase 8); `None` = no records.
+    pub audit: Option<fhirgate_audit::AuditConfig>,
+    pub metrics: crate::MetricsConfig,
 }
 
 /// The FHIR server requests are forwarded to.
@@ -82,6 +87,9 @@ impl GatewayConfig {
             auth: crate::AuthConfig::default(),
             authorization: crate::AuthorizationConfig::default(),
             smart_configuration: None,
+            rate_limit: None,
+            audit: None,
+            metrics: crate::MetricsConfig::default(),
         }
     }
 }

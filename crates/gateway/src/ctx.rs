@@ -3,6 +3,7 @@
 //! Each phase reads what earlier phases established and adds its own result, so later phases
 //! (authorize, audit, metrics) never re-derive anything from the raw request.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ pub struct RequestCtx {
     pub fhir: Option<FhirRequest>,
     /// Set by the authenticate phase once it exists; `None` for anonymous requests.
     pub principal: Option<Arc<Principal>>,
+    /// Set by the verify phase when it checked the answer: the patients whose data remains
+    /// in it (for the audit record).
+    pub returned_patients: Option<BTreeSet<String>>,
     pub timings: Timings,
 }
 
@@ -41,6 +45,7 @@ impl RequestCtx {
             client_addr,
             fhir: None,
             principal: None,
+            returned_patients: None,
             timings: Timings {
                 received: Instant::now(),
                 upstream_headers: None,

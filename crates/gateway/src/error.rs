@@ -71,6 +71,22 @@ pub enum GatewayError {
     /// A response that must be verified is not JSON the gateway can read.
     #[error("the upstream response could not be verified")]
     Unverifiable(#[source] BoxError),
+    /// Over a configured rate limit (429); `headers` are the limiter's `Retry-After` and
+    /// `RateLimit-*`.
+    #[error("rate limit exceeded; retry after the time in Retry-After")]
+    Throttled {
+        rule: Arc<str>,
+        headers: Vec<(http::HeaderName, HeaderValue)>,
+    },
+    /// The shared rate-limit store is unreachable and `fault_tolerant` is off (503).
+    #[error("the rate limiter is unavailable; retry shortly")]
+    ThrottleUnavailable {
+        headers: Vec<(http::HeaderName, HeaderValue)>,
+    },
+    /// The audit trail cannot be written and `audit.on_failure` is `refuse` (503): no PHI is
+    /// served that could not be recorded.
+    #[error("the audit trail cannot be written; retry shortly")]
+    AuditUnavailable,
 }
 
 /// Seconds a shed client is told to wait before retrying.
@@ -102,6 +118,10 @@ impl GatewayError {
             GatewayError::VerifyTooLarge { .. } | GatewayError::Unverifiable(_) => {
                 StatusCode::BAD_GATEWAY
             }
+            GatewayError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::ThrottleUnavailable { .. } | GatewayError::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -128,6 +148,10 @@ impl GatewayError {
             GatewayError::Denied { reason, .. } => reason.issue_type(),
             GatewayError::VerifyTooLarge { .. } => IssueType::TooCostly,
             GatewayError::Unverifiable(_) => IssueType::Exception,
+            GatewayError::Throttled { .. } => IssueType::Throttled,
+            GatewayError::ThrottleUnavailable { .. } | GatewayError::AuditUnavailable => {
+                IssueType::Transient
+            }
         }
     }
 
@@ -139,11 +163,20 @@ impl GatewayError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let GatewayError::Overloaded = self {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(OVERLOAD_RETRY_AFTER),
-            );
+        match self {
+            GatewayError::Overloaded | GatewayError::AuditUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(OVERLOAD_RETRY_AFTER),
+                );
+            }
+            GatewayError::Throttled { headers: extra, .. }
+            | GatewayError::ThrottleUnavailable { headers: extra } => {
+                for (name, value) in extra {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            _ => {}
         }
         if let Some((challenge, retry_after)) = self.auth_headers() {
             if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {

@@ -24,10 +24,15 @@ mod upstream;
 mod verify;
 mod authenticate;
 mod authorize;
+mod audit;
+mod completion;
+mod metrics;
+mod throttle;
 
 pub use config::{GatewayConfig, Limits, ShutdownConfig, UpstreamConfig};
 pub use ctx::{RequestCtx, Timings};
 pub use error::{BoxError, GatewayError};
+pub use metrics::MetricsConfig;
 pub use router::MountedService;
 pub use security_config::{AuthConfig, AuthMode, AuthorizationConfig};
 pub use server::Gateway;

@@ -1,22 +1,31 @@
 //! The gateway's own logic: the named phases of DESIGN.md §3, run in order for every FHIR
 //! request. Each phase is one module; they share one [`RequestCtx`].
 //!
-//! Phases not built yet (throttle, cache, audit) are simply
-//! absent: they slot in where the comments in [`Pipeline::run`] say.
+//! Phases not built yet (cache) are simply absent: they slot in where the comments in
+//! [`Pipeline::run`] say. Audit and metrics run when the response completes
+//! ([`crate::completion`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use fhirgate_fhir::Interaction;
 use http::{Method, Request, Response};
 
-use crate::config::{GatewayConfig, Limits, base_path};
+use crate::audit::{Audit, RequestFacts};
+use crate::completion::Completion;
+use crate::config::{GatewayConfig, Limits, base_path, base_string};
+use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, error_chain};
 use crate::security::Security;
 use crate::upstream::{BuildError, Upstream};
-use crate::{authenticate, authorize, classify, forward, smart_discovery, verify};
+use crate::{
+    audit, authenticate, authorize, classify, completion, forward, smart_discovery, throttle,
+    verify,
+};
 
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -25,7 +34,10 @@ pub(crate) struct Pipeline {
     limits: Limits,
     /// FHIR base path without trailing slash (`""` when the API is at the root).
     pub(crate) base_path: String,
-    security: Security,
+    pub(crate) security: Security,
+    pub(crate) throttle: Option<Throttle>,
+    pub(crate) audit: Option<Audit>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Pipeline {
@@ -35,6 +47,15 @@ impl Pipeline {
             limits: config.limits.clone(),
             base_path: base_path(&config.public_base_url),
             security: Security::new(config)?,
+            throttle: Throttle::new(config.rate_limit.as_ref()),
+            audit: Audit::new(
+                config.audit.as_ref(),
+                vec![
+                    base_string(&config.public_base_url),
+                    base_string(&config.upstream.url),
+                ],
+            )?,
+            metrics: Metrics::new(&config.metrics).map(Arc::new),
         })
     }
 
@@ -47,13 +68,38 @@ impl Pipeline {
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
         let request_id = request.headers().get(X_REQUEST_ID).cloned();
         let mut ctx = RequestCtx::new(client_addr, request_id);
-        match self.run(&mut ctx, request).await {
-            Ok(response) => response,
+        let method = request.method().to_string();
+        let query = audit::audit_query(request.uri().query());
+        let discovery = request.uri().path().get(self.base_path.len()..)
+            == Some(smart_discovery::WELL_KNOWN);
+        let (response, failure) = match self.run(&mut ctx, request).await {
+            Ok(response) => (response, None),
             Err(err) => {
                 log_error(&ctx, &err);
-                err.to_response()
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe_error(&err);
+                }
+                let failure = (err.issue_type().as_str(), err.to_string());
+                (err.to_response(), Some(failure))
             }
+        };
+        // 8. audit and metrics, when the response completes. Discovery is not a FHIR request.
+        if discovery || (self.metrics.is_none() && self.audit.is_none()) {
+            return response;
         }
+        let facts = RequestFacts {
+            method,
+            query,
+            status: response.status().as_u16(),
+            failure,
+        };
+        let completion = Completion {
+            ctx,
+            facts,
+            metrics: self.metrics.clone(),
+            audit: self.audit.clone(),
+        };
+        completion::wrap(completion, response)
     }
 
     async fn run(
@@ -94,7 +140,15 @@ impl Pipeline {
         if capabilities {
             smart_discovery::prepare_request(&self.security, &mut classified.parts.headers);
         }
-        // 4. throttle, 5. cache: not built yet.
+        // 4. throttle
+        let quota = match &self.throttle {
+            Some(throttle) => throttle.check(ctx, &classified.parts.headers).await?,
+            None => Vec::new(),
+        };
+        if let Some(audit) = &self.audit {
+            audit.check_writable(ctx)?;
+        }
+        // 5. cache: not built yet.
         // 6. forward
         let response = forward::forward(
             &self.upstream,
@@ -111,7 +165,8 @@ impl Pipeline {
         } else {
             response
         };
-        // 8. audit: not built yet.
+        let mut response = response;
+        throttle::add_headers(response.headers_mut(), quota);
         Ok(response)
     }
 }

@@ -57,6 +57,15 @@ impl RouterInner {
             }
             _ => {}
         }
+        if self
+            .pipeline
+            .metrics
+            .as_ref()
+            .is_some_and(|m| m.path == path)
+            && let Some(answer) = crate::metrics::scrape(&self.pipeline)
+        {
+            return answer;
+        }
         // Mounts first: with a FHIR base at the root they would otherwise be shadowed.
         if let Some((_, service)) = self.mounts.iter().find(|(prefix, _)| under(path, prefix)) {
             return match service.clone().oneshot(request).await {

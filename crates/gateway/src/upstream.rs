@@ -27,6 +27,9 @@ pub enum BuildError {
         "no token issuer configured: list `auth.issuers`, or set `auth.mode: disabled` to run without authentication"
     )]
     NoIssuers,
+    /// The audit directory cannot be opened or its chain cannot be continued.
+    #[error("audit trail: {0}")]
+    Audit(#[from] fhirgate_audit::AuditError),
 }
 
 /// How long a readiness answer is reused, so probes never load the upstream.

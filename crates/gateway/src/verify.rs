@@ -41,7 +41,7 @@ impl VerifyPlan {
 
 pub(crate) async fn verify(
     security: &Security,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     plan: VerifyPlan,
     response: Response<Body>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -56,7 +56,7 @@ pub(crate) async fn verify(
 
 async fn check(
     security: &Security,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     verification: Verification,
     response: Response<Body>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -101,6 +101,7 @@ async fn check(
             "upstream returned search matches outside the grant; removed"
         );
     }
+    ctx.returned_patients = Some(outcome.patients);
     let out = serde_json::to_vec(&value).map_err(|_| GatewayError::Internal)?;
     parts
         .headers

@@ -20,6 +20,20 @@ pub struct RawConfig {
     pub authorization: RawAuthorization,
     #[serde(default)]
     pub smart: RawSmart,
+    /// The rate limiter's own raw form (it denies unknown keys itself).
+    pub rate_limit: Option<fhirgate_ratelimit::RawRateLimitConfig>,
+    /// The audit crate's config (sizes and durations parsed there; unknown keys denied).
+    pub audit: Option<fhirgate_audit::AuditConfig>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub enabled: Option<Scalar>,
+    pub path: Option<Scalar>,
+    pub max_client_labels: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

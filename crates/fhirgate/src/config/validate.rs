@@ -10,6 +10,9 @@ use url::Url;
 
 use super::raw::{RawConfig, Scalar};
 
+/// `rate_limit`, `audit` and `metrics`.
+mod traffic;
+
 /// One problem with one key; positions are added by the caller, which has the source text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -218,6 +221,7 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
         &mut config.shutdown.drain_time,
     );
     security(&mut p, raw, &mut config);
+    traffic::validate(&mut p, raw, &mut config);
 
     if p.0.is_empty() && urls_valid {
         Ok(config)

@@ -124,6 +124,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         auth,
         &urls,
         started,
+        audit_dir(&dir),
     ))?;
     say("fhirgate demo stopped");
     Ok(ExitCode::SUCCESS)
@@ -137,6 +138,7 @@ fn gateway_config(
     listen: SocketAddr,
     upstream: Url,
     smart_configuration: serde_json::Value,
+    audit_dir: PathBuf,
 ) -> anyhow::Result<GatewayConfig> {
     let public = Url::parse(&urls.fhir_base).context("the public FHIR base")?;
     let mut issuer = IssuerSettings::new(&urls.issuer, &urls.fhir_base);
@@ -149,7 +151,20 @@ fn gateway_config(
     config.auth = GatewayAuth::required(vec![issuer]);
     // A demo is stopped by hand; nobody wants to wait 30 s for a browser's idle connection.
     config.shutdown.drain_time = Duration::from_secs(3);
+    // What an operator would turn on: every access audited, metrics, and a per-client limit
+    // modest enough that the RateLimit-* headers are worth looking at.
+    config.audit = Some(fhirgate_audit::AuditConfig::file(audit_dir));
+    let rate_limit: fhirgate_ratelimit::RawRateLimitConfig = serde_yaml_ng::from_str(
+        "rules: [{name: per-client, key: client_id, per_second: 20, per_minute: 600}]",
+    )
+    .context("the demo's rate limit")?;
+    config.rate_limit = Some(rate_limit.validate().context("the demo's rate limit")?);
     Ok(config)
+}
+
+/// The demo's audit trail, inside the data folder.
+fn audit_dir(dir: &std::path::Path) -> PathBuf {
+    dir.join("audit")
 }
 
 async fn serve(
@@ -160,6 +175,7 @@ async fn serve(
     auth: AuthServer,
     urls: &Origin,
     started: Instant,
+    audit_dir: PathBuf,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     store_listener.set_nonblocking(true)?;
@@ -176,7 +192,13 @@ async fn serve(
     });
 
     let upstream = Url::parse(&upstream).context("the store's URL")?;
-    let config = gateway_config(urls, bound, upstream, auth.smart_configuration())?;
+    let config = gateway_config(
+        urls,
+        bound,
+        upstream,
+        auth.smart_configuration(),
+        audit_dir,
+    )?;
     let gateway = Gateway::new(config)
         .context("building the gateway")?
         .mount("/auth", axum::Router::new().nest("/auth", auth.router()))
@@ -271,13 +293,13 @@ fn manifest_for(
             app: format!("{o}{APP_PATH}/"),
             healthz: format!("{o}/healthz"),
             readyz: format!("{o}/readyz"),
-            metrics: None,
+            metrics: Some(format!("{o}/metrics")),
         },
         files: Files {
             data_dir: dir.to_path_buf(),
             fhir_store: files::fhir_store(dir),
             auth_store: files::auth_store(dir),
-            audit_log: None,
+            audit_log: Some(audit_dir(dir)),
         },
         users,
         clients,

@@ -1,0 +1,229 @@
+//! When a FHIR request is over: metrics are recorded and the audit record is written before
+//! the response's last byte leaves (DESIGN.md §7).
+//!
+//! One design for every response, buffered or streamed: the body is wrapped so that it
+//! always holds back one frame. When the inner body ends, the wrapper writes the audit
+//! record and only then releases the held frame and the end of the stream. A client (or a
+//! process killed at any moment) therefore never has the complete answer without its record
+//! having been handed to the OS. If the record fails and `on_failure` is `refuse`, the held
+//! frame is dropped and the stream ends with an error, so the client sees a cut-off answer
+//! rather than an unaudited complete one. A body dropped before its end (client gone, HEAD,
+//! hyper not polling an empty body) writes its record from the drop, marked `aborted` when
+//! data was cut off. Holding one frame costs at most one chunk of extra latency.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::Response;
+use http_body::{Body as _, Frame, SizeHint};
+
+use crate::audit::{self, Audit, RequestFacts};
+use crate::ctx::RequestCtx;
+use crate::metrics::{Metrics, Observation};
+
+/// Everything needed to account for one request once its response is done.
+pub(crate) struct Completion {
+    pub(crate) ctx: RequestCtx,
+    pub(crate) facts: RequestFacts,
+    pub(crate) metrics: Option<Arc<Metrics>>,
+    pub(crate) audit: Option<Audit>,
+}
+
+type RecordFuture = BoxFuture<'static, Result<(), fhirgate_audit::AuditError>>;
+
+impl Completion {
+    /// Record metrics; return the audit write to await, if auditing is on.
+    fn finish(self, body: Option<&[u8]>, aborted: bool) -> Option<RecordFuture> {
+        if let Some(metrics) = &self.metrics {
+            let fhir = self.ctx.fhir.as_ref();
+            metrics.observe(&Observation {
+                status: self.facts.status,
+                interaction: fhir.map_or("unclassified", |f| f.interaction.label()),
+                resource_type: fhir
+                    .and_then(|f| f.interaction.resource_type())
+                    .map(|t| t.as_str()),
+                client: self
+                    .ctx
+                    .principal
+                    .as_ref()
+                    .and_then(|p| p.client_id.as_deref()),
+                total: self.ctx.timings.received.elapsed(),
+                upstream: self.ctx.timings.upstream_headers,
+            });
+        }
+        let audit = self.audit?;
+        let input = audit::build_input(&audit, &self.ctx, &self.facts, body, aborted);
+        let sink = audit.sink.clone();
+        let request_id = self.ctx.request_id_str().to_owned();
+        Some(Box::pin(async move {
+            let result = sink.record(input).await;
+            if let Err(err) = &result {
+                tracing::error!(request_id, error = %err, "audit record not written");
+            }
+            result
+        }))
+    }
+}
+
+/// Wrap the response so that `completion` runs when its body ends.
+pub(crate) fn wrap(completion: Completion, response: Response<Body>) -> Response<Body> {
+    let collect = completion.audit.is_some()
+        && audit::wants_body(&completion.ctx, completion.facts.status, response.headers());
+    let refuse = completion
+        .audit
+        .as_ref()
+        .is_some_and(Audit::refuses_on_failure);
+    let (parts, inner) = response.into_parts();
+    let body = Finishing {
+        inner,
+        completion: Some(completion),
+        held: None,
+        collected: collect.then(Vec::new),
+        error: None,
+        record: None,
+        refuse,
+        done: false,
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+struct Finishing {
+    inner: Body,
+    completion: Option<Completion>,
+    /// The frame held back until the record is written.
+    held: Option<Frame<Bytes>>,
+    /// Body bytes kept for the patient scan; `None` when not wanted or over the limit.
+    collected: Option<Vec<u8>>,
+    error: Option<axum::Error>,
+    record: Option<RecordFuture>,
+    refuse: bool,
+    done: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the audit record of this response could not be written")]
+struct AuditFailed;
+
+impl Finishing {
+    fn keep(&mut self, frame: &Frame<Bytes>) {
+        let Some(buf) = self.collected.as_mut() else {
+            return;
+        };
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > audit::MAX_SCANNED_BODY {
+                self.collected = None;
+            } else {
+                buf.extend_from_slice(data);
+            }
+        }
+    }
+
+    fn start_record(&mut self, aborted: bool) {
+        if let Some(completion) = self.completion.take() {
+            let body = if aborted { None } else { self.collected.take() };
+            self.record = completion.finish(body.as_deref(), aborted);
+        }
+    }
+}
+
+impl http_body::Body for Finishing {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                if let Some(err) = this.error.take() {
+                    this.held = None;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                return Poll::Ready(this.held.take().map(Ok));
+            }
+            if let Some(record) = this.record.as_mut() {
+                let result = std::task::ready!(record.as_mut().poll(cx));
+                this.record = None;
+                this.done = true;
+                if result.is_err() && this.refuse {
+                    this.held = None;
+                    this.error = None;
+                    return Poll::Ready(Some(Err(axum::Error::new(AuditFailed))));
+                }
+                continue;
+            }
+            if this.completion.is_none() {
+                // Finished without an audit future: release what is held.
+                this.done = true;
+                continue;
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.keep(&frame);
+                    if let Some(previous) = this.held.replace(frame) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.error = Some(err);
+                    this.start_record(true);
+                }
+                Poll::Ready(None) => {
+                    this.start_record(false);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.held.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.done || self.completion.is_none() {
+            let held = self
+                .held
+                .as_ref()
+                .and_then(Frame::data_ref)
+                .map_or(0, |d| d.len() as u64);
+            return SizeHint::with_exact(held);
+        }
+        let mut hint = self.inner.size_hint();
+        if let Some(data) = self.held.as_ref().and_then(Frame::data_ref) {
+            let len = data.len() as u64;
+            hint.set_lower(hint.lower() + len);
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + len);
+            }
+        }
+        hint
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        let Some(completion) = self.completion.take() else {
+            return;
+        };
+        // Nothing was cut off when the body had nothing (left) to send.
+        let aborted = !(self.inner.is_end_stream()
+            || completion.facts.method == "HEAD"
+            || matches!(completion.facts.status, 204 | 304));
+        let Some(record) = completion.finish(None, aborted) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(record);
+            }
+            Err(_) => tracing::error!("audit record of a dropped response could not be scheduled"),
+        }
+    }
+}

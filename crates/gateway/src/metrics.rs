@@ -1,0 +1,300 @@
+//! Prometheus metrics for the FHIR pipeline (DESIGN.md §7), rendered at `metrics.path`.
+//!
+//! The recorder is owned by the gateway instead of being installed globally, so several
+//! gateways in one process (tests, embedding) never mix their figures. Per-request values are
+//! recorded when the response completes; totals kept elsewhere (rate limiter, audit sink,
+//! JWKS cache) are copied in at scrape time, so the request path pays for none of them.
+//! Every name is documented in `docs/metrics.md`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::error::GatewayError;
+
+/// The `metrics:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Where the Prometheus text is served on the main listener (`/metrics`).
+    pub path: String,
+    /// Distinct `client` label values before further clients are counted as `other`.
+    pub max_client_labels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            path: "/metrics".to_owned(),
+            max_client_labels: 50,
+        }
+    }
+}
+
+static METADATA: Metadata<'static> = Metadata::new("fhirgate", Level::INFO, Some(module_path!()));
+
+/// Seconds; from a fast cached read to a slow `$everything`.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Histogram samples are folded into buckets on scrape or upkeep; without a scraper they
+/// would pile up, so upkeep also runs every this many requests.
+const UPKEEP_EVERY: u64 = 4096;
+
+const OTHER_CLIENT: &str = "other";
+
+pub(crate) struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub(crate) path: String,
+    clients: Mutex<HashSet<String>>,
+    max_clients: usize,
+    since_upkeep: AtomicU64,
+}
+
+/// One finished request, as the metrics need it.
+pub(crate) struct Observation<'a> {
+    pub(crate) status: u16,
+    pub(crate) interaction: &'static str,
+    pub(crate) resource_type: Option<&'static str>,
+    pub(crate) client: Option<&'a str>,
+    pub(crate) total: Duration,
+    pub(crate) upstream: Option<Duration>,
+}
+
+/// Totals owned by other parts, copied in at scrape time.
+#[derive(Default)]
+pub(crate) struct Scraped {
+    pub(crate) ratelimit: Option<fhirgate_ratelimit::StatsSnapshot>,
+    pub(crate) audit_queue_depth: Option<usize>,
+    pub(crate) audit_write_errors: Option<u64>,
+    pub(crate) audit_healthy: Option<bool>,
+    pub(crate) jwks_fetches: Vec<(String, u64)>,
+}
+
+impl Metrics {
+    pub(crate) fn new(config: &MetricsConfig) -> Option<Metrics> {
+        if !config.enabled {
+            return None;
+        }
+        // `set_buckets` only fails for an empty list, which BUCKETS is not.
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics {
+            recorder,
+            handle,
+            path: config.path.clone(),
+            clients: Mutex::new(HashSet::new()),
+            max_clients: config.max_client_labels,
+            since_upkeep: AtomicU64::new(0),
+        };
+        metrics.gauge("fhirgate_build_info", vec![Label::new("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        Some(metrics)
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> metrics::Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+            .set(value);
+    }
+
+    fn histogram(&self, name: &'static str, value: Duration) {
+        self.recorder
+            .register_histogram(&Key::from_static_name(name), &METADATA)
+            .record(value.as_secs_f64());
+    }
+
+    /// The `client` label: the first `max_client_labels` distinct clients by name, the rest
+    /// folded into `other` so a flood of client ids cannot grow the series without bound.
+    fn client_label(&self, client: Option<&str>) -> String {
+        let Some(client) = client else {
+            return "none".to_owned();
+        };
+        let Ok(mut known) = self.clients.lock() else {
+            return OTHER_CLIENT.to_owned();
+        };
+        if known.contains(client) {
+            return client.to_owned();
+        }
+        if known.len() < self.max_clients {
+            known.insert(client.to_owned());
+            return client.to_owned();
+        }
+        OTHER_CLIENT.to_owned()
+    }
+
+    pub(crate) fn observe(&self, o: &Observation<'_>) {
+        let class = match o.status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.counter(
+            "fhirgate_http_requests_total",
+            vec![
+                Label::new("status_class", class),
+                Label::new("interaction", o.interaction),
+                Label::new("resource_type", o.resource_type.unwrap_or("none")),
+                Label::new("client", self.client_label(o.client)),
+            ],
+        )
+        .increment(1);
+        self.histogram("fhirgate_request_duration_seconds", o.total);
+        if let Some(upstream) = o.upstream {
+            self.histogram("fhirgate_upstream_duration_seconds", upstream);
+        }
+        self.histogram(
+            "fhirgate_gateway_duration_seconds",
+            o.total.saturating_sub(o.upstream.unwrap_or_default()),
+        );
+        if self.since_upkeep.fetch_add(1, Ordering::Relaxed) % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
+            self.handle.run_upkeep();
+        }
+    }
+
+    /// Refusals counted by their reason.
+    pub(crate) fn observe_error(&self, err: &GatewayError) {
+        match err {
+            GatewayError::Authentication { error, .. } => self
+                .counter(
+                    "fhirgate_token_failures_total",
+                    vec![Label::new("reason", error.metric_label())],
+                )
+                .increment(1),
+            GatewayError::Denied { reason, .. } => self
+                .counter(
+                    "fhirgate_authz_denials_total",
+                    vec![Label::new("reason", deny_label(reason.kind))],
+                )
+                .increment(1),
+            GatewayError::Throttled { rule, .. } => self
+                .counter(
+                    "fhirgate_ratelimit_rejections_total",
+                    vec![Label::new("rule", rule.to_string())],
+                )
+                .increment(1),
+            _ => {}
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self, scraped: &Scraped) -> Response<Body> {
+        if let Some(rl) = scraped.ratelimit {
+            for (outcome, value) in [
+                ("allowed", rl.allowed),
+                ("rejected", rl.rejected),
+                ("unavailable", rl.unavailable),
+            ] {
+                self.counter(
+                    "fhirgate_ratelimit_decisions_total",
+                    vec![Label::new("outcome", outcome)],
+                )
+                .absolute(value);
+            }
+            self.counter("fhirgate_ratelimit_fallbacks_total", Vec::new())
+                .absolute(rl.fallbacks);
+            self.counter("fhirgate_ratelimit_redis_errors_total", Vec::new())
+                .absolute(rl.redis_errors);
+            self.gauge("fhirgate_ratelimit_redis_down", Vec::new(), rl.redis_down as f64);
+        }
+        if let Some(depth) = scraped.audit_queue_depth {
+            self.gauge("fhirgate_audit_queue_depth", Vec::new(), depth as f64);
+        }
+        if let Some(errors) = scraped.audit_write_errors {
+            self.counter("fhirgate_audit_write_errors_total", Vec::new())
+                .absolute(errors);
+        }
+        if let Some(healthy) = scraped.audit_healthy {
+            self.gauge("fhirgate_audit_healthy", Vec::new(), f64::from(u8::from(healthy)));
+        }
+        for (issuer, fetches) in &scraped.jwks_fetches {
+            self.counter(
+                "fhirgate_jwks_fetches_total",
+                vec![Label::new("issuer", issuer.clone())],
+            )
+            .absolute(*fetches);
+        }
+        let mut response = Response::new(Body::from(self.handle.render()));
+        *response.status_mut() = StatusCode::OK;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// `GET {metrics.path}`: the current figures, with the totals owned by other parts copied in.
+pub(crate) fn scrape(pipeline: &crate::pipeline::Pipeline) -> Option<Response<Body>> {
+    let metrics = pipeline.metrics.as_ref()?;
+    let mut scraped = Scraped {
+        ratelimit: pipeline.throttle.as_ref().map(|t| t.stats().snapshot()),
+        ..Scraped::default()
+    };
+    if let Some(audit) = &pipeline.audit {
+        scraped.audit_queue_depth = Some(audit.sink.queue_depth());
+        scraped.audit_write_errors = Some(audit.sink.write_errors());
+        scraped.audit_healthy = Some(audit.sink.is_healthy());
+    }
+    if let Some(verifier) = &pipeline.security.verifier {
+        scraped.jwks_fetches = verifier
+            .issuers()
+            .filter_map(|issuer| Some((issuer.to_owned(), verifier.jwks_fetches(issuer)?)))
+            .collect();
+    }
+    Some(metrics.render(&scraped))
+}
+
+fn deny_label(kind: fhirgate_smart::DenyKind) -> &'static str {
+    use fhirgate_smart::DenyKind;
+    match kind {
+        DenyKind::InsufficientScope => "insufficient_scope",
+        DenyKind::OtherPatient => "other_patient",
+        DenyKind::Hidden => "hidden",
+        DenyKind::Forbidden => "forbidden",
+        DenyKind::NotSupported => "not_supported",
+        DenyKind::Invalid => "invalid",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_beyond_the_limit_are_folded_into_other() {
+        let config = MetricsConfig {
+            max_client_labels: 2,
+            ..MetricsConfig::default()
+        };
+        let m = Metrics::new(&config).unwrap();
+        assert_eq!(m.client_label(Some("a")), "a");
+        assert_eq!(m.client_label(Some("b")), "b");
+        assert_eq!(m.client_label(Some("c")), "other");
+        assert_eq!(m.client_label(Some("a")), "a");
+        assert_eq!(m.client_label(None), "none");
+    }
+}
