@@ -101,3 +101,43 @@ test('practitioner: launch, sign in, pick a patient, consent, and the app shows 
     await browser.close();
   }
 });
+
+test('refusals are shown, not crashed on: a data scope unticked at consent, then Deny', { timeout: 180_000 }, async () => {
+  const user = demo.user('patient');
+  const browser = await launchChromium();
+  try {
+    const { page } = browser;
+    await page.goto(demo.demo.urls.app);
+    await page.getByRole('button', { name: /Launch/ }).click();
+    await signIn(page, user);
+    await page.getByRole('heading', { name: /Allow/ }).waitFor();
+    await page.getByLabel('Read and search all kinds of data for the selected patient').uncheck();
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.waitForURL((url) => url.pathname === '/app/');
+    // The gateway refuses the Patient read (403); the app shows the OperationOutcome's text.
+    const error = page.getByRole('alert');
+    await error.waitFor({ timeout: 30_000 });
+    assert.match(await error.innerText(), /403/);
+    assert.equal(await page.locator('#record').isHidden(), true, 'no record shown');
+
+    // Start over and deny: the app is sent back with error=access_denied and says so.
+    await page.evaluate(() => { sessionStorage.clear(); localStorage.clear(); });
+    await page.goto(demo.demo.urls.app);
+    await page.getByRole('button', { name: /Launch/ }).click();
+    // Login again unless the authorization server kept the sign-in.
+    const form = page.locator('form').first();
+    await form.waitFor();
+    if (await page.getByLabel('Username').count() > 0) await signIn(page, user);
+    await page.getByRole('heading', { name: /Allow/ }).waitFor();
+    await page.getByRole('button', { name: 'Deny' }).click();
+    await page.waitForURL((url) => url.pathname === '/app/');
+    await page.getByRole('alert').waitFor({ timeout: 30_000 });
+    assert.match(await page.getByRole('alert').innerText(), /access_denied|denied/i);
+    assert.equal(await page.getByRole('button', { name: /Launch/ }).isVisible(), true, 'can launch again');
+  } catch (err) {
+    err.message += `\nbrowser console:\n${browser.console.join('\n')}`;
+    throw err;
+  } finally {
+    await browser.close();
+  }
+});

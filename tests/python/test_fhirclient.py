@@ -200,3 +200,30 @@ def test_default_v1_scopes_are_granted_as_far_as_allowed(demo):
     assert "patient/*.read" in granted
     assert smart.patient_id == own
     assert smart.patient.id == own
+
+
+def test_refresh_token_renews_access_and_saved_state_resumes(demo):
+    """`offline_access`: fhirclient keeps the refresh token, `reauthorize()` gets a new access
+    token that works through the gateway, and a client rebuilt from the saved state (as a web
+    app does between requests) reads without a new launch."""
+    client = demo.client("demo-confidential")
+    user = demo.user("patient")
+    own = user["fhir_user"].split("/", 1)[1]
+    saved = {}
+    settings = {"app_id": client["client_id"], "app_secret": client["client_secret"],
+                "api_base": demo.fhir_base, "redirect_uri": "http://127.0.0.1:8768/callback",
+                "scope": "openid fhirUser offline_access patient/*.read"}
+    smart = smart_client.FHIRClient(settings=settings, save_func=saved.update)
+    smart.handle_callback(run_browser(smart.authorize_url, settings["redirect_uri"], user))
+    first = smart.server.auth.access_token
+    assert smart.server.auth.refresh_token, "a refresh token was issued for offline_access"
+
+    assert smart.reauthorize(), "the refresh grant succeeded"
+    renewed = smart.server.auth.access_token
+    assert renewed and renewed != first
+    assert Patient.read(own, smart.server).id == own
+
+    resumed = smart_client.FHIRClient(state=dict(saved))
+    assert resumed.server.auth.access_token == renewed
+    assert resumed.patient_id == own
+    assert resumed.patient.id == own

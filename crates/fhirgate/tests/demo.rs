@@ -495,6 +495,19 @@ async fn demo_runs_restarts_and_stops_cleanly() -> anyhow::Result<()> {
         .await?;
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers().contains_key("www-authenticate"));
+    // What the demo turns on for operators: rate-limit headers, metrics, the audit trail.
+    assert_eq!(read.headers()["ratelimit-limit"], "20");
+    let metrics_url = again["urls"]["metrics"].as_str().unwrap_or_default();
+    let metrics = client.get(metrics_url).send().await?.text().await?;
+    assert!(
+        metrics.contains("fhirgate_http_requests_total{"),
+        "{metrics}"
+    );
+    let audit_log = again["files"]["audit_log"].as_str().unwrap_or_default();
+    let report = fhirgate_audit::verify(&[std::path::PathBuf::from(audit_log)])?;
+    assert!(report.is_intact(), "{report:?}");
+    // Both runs' FHIR requests, in one chain across the restart.
+    assert!(report.records >= 7, "{report:?}");
     let warm_took = warm.took;
     let status = warm.terminate()?;
     assert!(status.success(), "exit status after SIGTERM: {status}");

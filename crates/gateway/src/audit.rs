@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use fhirgate_audit::{
-    AuditConfig, AuditInput, AuditPrincipal, AuditSink, Interaction as AuditInteraction,
-    OnFailure, Outcome,
+    AuditConfig, AuditInput, AuditPrincipal, AuditSink, Interaction as AuditInteraction, OnFailure,
+    Outcome,
 };
 use fhirgate_fhir::{Interaction, OperationLevel, ResourceType};
 use serde_json::Value;
@@ -50,11 +50,7 @@ impl Audit {
     /// With `on_failure: refuse`, PHI is not served while the trail cannot be written; the
     /// refusal itself is still recorded (and that attempt is what lets the sink recover).
     pub(crate) fn check_writable(&self, ctx: &RequestCtx) -> Result<(), GatewayError> {
-        let phi = ctx
-            .fhir
-            .as_ref()
-            .is_none_or(|f| f.interaction != Interaction::Capabilities);
-        if phi && self.sink.on_failure() == OnFailure::Refuse && !self.sink.is_healthy() {
+        if is_phi(ctx) && self.sink.on_failure() == OnFailure::Refuse && !self.sink.is_healthy() {
             return Err(GatewayError::AuditUnavailable);
         }
         Ok(())
@@ -63,6 +59,13 @@ impl Audit {
     pub(crate) fn refuses_on_failure(&self) -> bool {
         self.sink.on_failure() == OnFailure::Refuse
     }
+}
+
+/// Everything but the CapabilityStatement may carry protected health information.
+pub(crate) fn is_phi(ctx: &RequestCtx) -> bool {
+    ctx.fhir
+        .as_ref()
+        .is_none_or(|f| f.interaction != Interaction::Capabilities)
 }
 
 /// What the record needs that the context does not hold.
@@ -139,9 +142,7 @@ fn audit_interaction(i: &Interaction) -> AuditInteraction {
         Interaction::Update { .. } | Interaction::ConditionalUpdate { .. } => {
             AuditInteraction::Update
         }
-        Interaction::Patch { .. } | Interaction::ConditionalPatch { .. } => {
-            AuditInteraction::Patch
-        }
+        Interaction::Patch { .. } | Interaction::ConditionalPatch { .. } => AuditInteraction::Patch,
         Interaction::Delete { .. } | Interaction::ConditionalDelete { .. } => {
             AuditInteraction::Delete
         }
@@ -165,7 +166,11 @@ fn patients(ctx: &RequestCtx, body: Option<&[u8]>, bases: &[String]) -> Vec<Stri
         return verified.iter().cloned().collect();
     }
     let mut out = BTreeSet::new();
-    if let Some(id) = ctx.fhir.as_ref().and_then(|f| named_patient(&f.interaction)) {
+    if let Some(id) = ctx
+        .fhir
+        .as_ref()
+        .and_then(|f| named_patient(&f.interaction))
+    {
         out.insert(id.to_owned());
     }
     if let Some(value) = body.and_then(|b| serde_json::from_slice::<Value>(b).ok()) {

@@ -39,9 +39,7 @@ pub(crate) async fn authenticate(
         .map_err(|e| fail(e.into()))?
         .ok_or_else(|| fail(TokenError::Missing))?;
     let principal = verifier.verify(&token).await.map_err(fail)?;
-    if token_in_query
-        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
-    {
+    if token_in_query && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
         parts.headers.insert(header::AUTHORIZATION, value);
     }
     ctx.principal = Some(principal);

@@ -41,7 +41,11 @@ pub(crate) async fn authorize(
         // Disabled authentication, or an exempt interaction (`/metadata`).
         return Ok(VerifyPlan::none());
     };
-    context::set_upstream_context(&security.settings, &principal, &mut classified.parts.headers);
+    context::set_upstream_context(
+        &security.settings,
+        &principal,
+        &mut classified.parts.headers,
+    );
     let Some(fhir) = ctx.fhir.as_mut() else {
         return Err(GatewayError::Internal);
     };
@@ -59,6 +63,12 @@ pub(crate) async fn authorize(
         Decision::Deny(reason) => return Err(denied(reason)),
         Decision::AllowWithin(within) => within,
     };
+    if !json_response_requested(fhir, &classified.parts.headers) {
+        return Err(denied(DenyReason::new(
+            fhirgate_smart::DenyKind::NotSupported,
+            "under this grant responses are checked and must be JSON; ask for _format=json",
+        )));
+    }
     apply_mutations(&within.mutations, fhir, &mut classified.parts.headers)?;
     // Bodies must arrive uncompressed for the response check to read them.
     classified.parts.headers.remove(header::ACCEPT_ENCODING);
@@ -87,7 +97,9 @@ pub(crate) async fn authorize(
                     security.settings.verify_buffer_max,
                 )
                 .await?;
-                within.check_current(fetched.resource.as_ref()).map_err(denied)?;
+                within
+                    .check_current(fetched.resource.as_ref())
+                    .map_err(denied)?;
                 if let Some(etag) = fetched.etag {
                     // Closes the race between this check and the write: a resource changed
                     // (perhaps moved to another patient) since it was read makes the write fail.
@@ -137,4 +149,24 @@ fn apply_mutations(
         }
     }
     Ok(())
+}
+
+/// Whether the client accepts a JSON answer: anything else would be refused only after the
+/// upstream did the work, since the response check reads JSON.
+fn json_response_requested(fhir: &FhirRequest, headers: &http::HeaderMap) -> bool {
+    let json_or_any = |v: &str| {
+        let v = v.to_ascii_lowercase();
+        v.contains("json") || v.contains("*/*") || v.contains("application/*")
+    };
+    if let Some(format) = fhir.params.first_value("_format") {
+        return json_or_any(format) || format.eq_ignore_ascii_case("json");
+    }
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .fold(None, |seen: Option<bool>, v| {
+            Some(seen.unwrap_or(false) || json_or_any(v))
+        })
+        .unwrap_or(true)
 }

@@ -73,10 +73,14 @@ impl Completion {
 pub(crate) fn wrap(completion: Completion, response: Response<Body>) -> Response<Body> {
     let collect = completion.audit.is_some()
         && audit::wants_body(&completion.ctx, completion.facts.status, response.headers());
-    let refuse = completion
-        .audit
-        .as_ref()
-        .is_some_and(Audit::refuses_on_failure);
+    // Only answers that carry data are cut; a refusal or the CapabilityStatement reveals
+    // nothing worth withholding.
+    let refuse = completion.facts.status < 400
+        && audit::is_phi(&completion.ctx)
+        && completion
+            .audit
+            .as_ref()
+            .is_some_and(Audit::refuses_on_failure);
     let (parts, inner) = response.into_parts();
     let body = Finishing {
         inner,

@@ -58,7 +58,13 @@ pub enum GatewayError {
     Internal,
     /// No, an unacceptable, or an uncheckable access token (401/400/503 per its class).
     #[error("{}", auth_diagnostic(.error))]
-    Authentication { error: TokenError, realm: Arc<str> },
+    Authentication {
+        /// Kept as the source so the log names the exact reason; the client only gets the
+        /// fixed diagnostic.
+        #[source]
+        error: TokenError,
+        realm: Arc<str>,
+    },
     /// The grant does not cover the request or what the upstream answered (403/404/400).
     #[error("{reason}")]
     Denied { reason: DenyReason, realm: Arc<str> },
@@ -211,7 +217,10 @@ impl GatewayError {
             }
             GatewayError::Denied { reason, realm } => {
                 let challenge = reason.oauth_error().map(|code| {
-                    let realm: String = realm.chars().filter(|c| *c != '"' && !c.is_control()).collect();
+                    let realm: String = realm
+                        .chars()
+                        .filter(|c| *c != '"' && !c.is_control())
+                        .collect();
                     format!("Bearer realm=\"{realm}\", error=\"{code}\"")
                 });
                 Some((challenge, None))

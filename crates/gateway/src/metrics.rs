@@ -100,7 +100,11 @@ impl Metrics {
             max_clients: config.max_client_labels,
             since_upkeep: AtomicU64::new(0),
         };
-        metrics.gauge("fhirgate_build_info", vec![Label::new("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        metrics.gauge(
+            "fhirgate_build_info",
+            vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
         Some(metrics)
     }
 
@@ -214,7 +218,11 @@ impl Metrics {
                 .absolute(rl.fallbacks);
             self.counter("fhirgate_ratelimit_redis_errors_total", Vec::new())
                 .absolute(rl.redis_errors);
-            self.gauge("fhirgate_ratelimit_redis_down", Vec::new(), rl.redis_down as f64);
+            self.gauge(
+                "fhirgate_ratelimit_redis_down",
+                Vec::new(),
+                rl.redis_down as f64,
+            );
         }
         if let Some(depth) = scraped.audit_queue_depth {
             self.gauge("fhirgate_audit_queue_depth", Vec::new(), depth as f64);
@@ -224,7 +232,11 @@ impl Metrics {
                 .absolute(errors);
         }
         if let Some(healthy) = scraped.audit_healthy {
-            self.gauge("fhirgate_audit_healthy", Vec::new(), f64::from(u8::from(healthy)));
+            self.gauge(
+                "fhirgate_audit_healthy",
+                Vec::new(),
+                f64::from(u8::from(healthy)),
+            );
         }
         for (issuer, fetches) in &scraped.jwks_fetches {
             self.counter(

@@ -16,11 +16,11 @@ use http::{Method, Request, Response};
 use crate::audit::{Audit, RequestFacts};
 use crate::completion::Completion;
 use crate::config::{GatewayConfig, Limits, base_path, base_string};
-use crate::metrics::Metrics;
-use crate::throttle::Throttle;
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, error_chain};
+use crate::metrics::Metrics;
 use crate::security::Security;
+use crate::throttle::Throttle;
 use crate::upstream::{BuildError, Upstream};
 use crate::{
     audit, authenticate, authorize, classify, completion, forward, smart_discovery, throttle,
@@ -70,8 +70,8 @@ impl Pipeline {
         let mut ctx = RequestCtx::new(client_addr, request_id);
         let method = request.method().to_string();
         let query = audit::audit_query(request.uri().query());
-        let discovery = request.uri().path().get(self.base_path.len()..)
-            == Some(smart_discovery::WELL_KNOWN);
+        let discovery =
+            request.uri().path().get(self.base_path.len()..) == Some(smart_discovery::WELL_KNOWN);
         let (response, failure) = match self.run(&mut ctx, request).await {
             Ok(response) => (response, None),
             Err(err) => {
@@ -108,9 +108,12 @@ impl Pipeline {
         request: Request<Body>,
     ) -> Result<Response<Body>, GatewayError> {
         // SMART discovery is the gateway's own document, not a FHIR interaction.
-        let below_base = request.uri().path().get(self.base_path.len()..).unwrap_or("");
-        if let Some(answer) = smart_discovery::serve(&self.security, request.method(), below_base)
-        {
+        let below_base = request
+            .uri()
+            .path()
+            .get(self.base_path.len()..)
+            .unwrap_or("");
+        if let Some(answer) = smart_discovery::serve(&self.security, request.method(), below_base) {
             return answer;
         }
         // 1. classify

@@ -19,6 +19,9 @@ pub(crate) struct Security {
     pub(crate) settings: AuthorizationConfig,
     /// `realm` of every `WWW-Authenticate` challenge: the public FHIR base.
     pub(crate) realm: Arc<str>,
+    /// Upstream base without a trailing slash, for Bundles that reach verification
+    /// unrewritten (over `limits.bundle_rewrite_max`).
+    pub(crate) upstream_base: String,
     /// The SMART configuration, serialised once.
     pub(crate) smart_document: Option<Bytes>,
     pub(crate) smart_value: Option<Arc<Value>>,
@@ -57,6 +60,7 @@ impl Security {
             policy,
             settings,
             realm: Arc::from(public),
+            upstream_base: base_string(&config.upstream.url),
             smart_document,
             smart_value: config.smart_configuration.clone().map(Arc::new),
         })

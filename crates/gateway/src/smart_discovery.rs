@@ -147,9 +147,9 @@ pub(crate) fn add_security(statement: &mut Value, smart: &Value) {
     }
     let services = security.entry("service").or_insert_with(|| json!([]));
     if let Some(list) = services.as_array_mut() {
-        let present = list.iter().any(|s| {
-            s.pointer("/coding/0/code").and_then(Value::as_str) == Some("SMART-on-FHIR")
-        });
+        let present = list
+            .iter()
+            .any(|s| s.pointer("/coding/0/code").and_then(Value::as_str) == Some("SMART-on-FHIR"));
         if !present {
             list.push(json!({"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}]}));
         }

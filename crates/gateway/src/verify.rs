@@ -102,9 +102,57 @@ async fn check(
         );
     }
     ctx.returned_patients = Some(outcome.patients);
+    if memchr::memmem::find(&bytes, security.upstream_base.as_bytes()).is_some() {
+        rewrite_bundle_urls(&mut value, &security.upstream_base, &security.realm);
+    }
     let out = serde_json::to_vec(&value).map_err(|_| GatewayError::Internal)?;
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Ok(Response::from_parts(parts, Body::from(out)))
+}
+
+/// Bundles too large for the forward phase's rewrite arrive here with upstream URLs; they
+/// are parsed anyway, so fix `link[].url` and `entry[].fullUrl` on the value.
+fn rewrite_bundle_urls(bundle: &mut Value, from: &str, to: &str) {
+    let lists = [("link", "url"), ("entry", "fullUrl")];
+    for (list, field) in lists {
+        let Some(items) = bundle.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for item in items {
+            let Some(url) = item.get_mut(field) else {
+                continue;
+            };
+            let rewritten = url.as_str().and_then(|u| {
+                let rest = u.strip_prefix(from)?;
+                matches!(rest.as_bytes().first(), None | Some(b'/' | b'?' | b'#'))
+                    .then(|| format!("{to}{rest}"))
+            });
+            if let Some(new) = rewritten {
+                *url = Value::String(new);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::rewrite_bundle_urls;
+
+    #[test]
+    fn unrewritten_bundle_urls_are_fixed_on_whole_segments_only() {
+        let mut b = json!({"resourceType": "Bundle",
+            "link": [{"relation": "self", "url": "http://up/fhir/Observation?patient=P1"}],
+            "entry": [{"fullUrl": "http://up/fhir/Observation/o1"}, {"fullUrl": "http://up/fhirx/O/2"}]});
+        rewrite_bundle_urls(&mut b, "http://up/fhir", "https://gw/fhir");
+        assert_eq!(
+            b["link"][0]["url"],
+            "https://gw/fhir/Observation?patient=P1"
+        );
+        assert_eq!(b["entry"][0]["fullUrl"], "https://gw/fhir/Observation/o1");
+        assert_eq!(b["entry"][1]["fullUrl"], "http://up/fhirx/O/2");
+    }
 }

@@ -8,8 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::security_config::AuthorizationConfig;
 
 pub(crate) const X_FHIRGATE_SUB: HeaderName = HeaderName::from_static("x-fhirgate-sub");
-pub(crate) const X_FHIRGATE_CLIENT_ID: HeaderName =
-    HeaderName::from_static("x-fhirgate-client-id");
+pub(crate) const X_FHIRGATE_CLIENT_ID: HeaderName = HeaderName::from_static("x-fhirgate-client-id");
 pub(crate) const X_FHIRGATE_PATIENT: HeaderName = HeaderName::from_static("x-fhirgate-patient");
 pub(crate) const X_FHIRGATE_SCOPES: HeaderName = HeaderName::from_static("x-fhirgate-scopes");
 

@@ -34,8 +34,14 @@ async fn smart_configuration_and_metadata_are_reachable_without_a_token() {
     let security = &a.json()["rest"][0]["security"];
     assert_eq!(security["extension"][0]["url"], OAUTH_URIS);
     let uris = &security["extension"][0]["extension"];
-    assert_eq!(uris[0], json!({"url": "authorize", "valueUri": "https://as.example/auth/authorize"}));
-    assert_eq!(uris[1], json!({"url": "token", "valueUri": "https://as.example/auth/token"}));
+    assert_eq!(
+        uris[0],
+        json!({"url": "authorize", "valueUri": "https://as.example/auth/authorize"})
+    );
+    assert_eq!(
+        uris[1],
+        json!({"url": "token", "valueUri": "https://as.example/auth/token"})
+    );
     assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
     // Neighbouring deny: anything else still needs a token.
     env.get_anonymous("/Patient/P1").await.expect(401, "login");
@@ -55,7 +61,10 @@ async fn without_a_document_the_well_known_url_is_404_and_metadata_passes_unchan
 fn a_gateway_without_issuers_refuses_to_start_unless_auth_is_disabled() {
     let mut config = gateway::config("http://127.0.0.1:9/fhir").unwrap();
     config.auth = fhirgate_gateway::AuthConfig::default();
-    assert!(matches!(Gateway::new(config.clone()), Err(BuildError::NoIssuers)));
+    assert!(matches!(
+        Gateway::new(config.clone()),
+        Err(BuildError::NoIssuers)
+    ));
     config.auth = fhirgate_gateway::AuthConfig::disabled();
     assert!(Gateway::new(config).is_ok());
 }

@@ -13,7 +13,7 @@ mod upstream;
 
 use fhirgate_gateway::{AuthConfig, GatewayConfig};
 use fhirgate_testkit::gateway::{self, PUBLIC_BASE, TestGateway};
-use fhirgate_testkit::issuer::TestIssuer;
+use fhirgate_testkit::issuer::{INTROSPECTION_CLIENT_SECRET, TestIssuer};
 use fhirgate_testkit::mint::JwtBuilder;
 use fhirgate_tokens::IssuerConfig;
 use reqwest::header::HeaderMap;
@@ -75,15 +75,25 @@ impl Env {
     /// The issuer is configured as an operator would: only its URL; the audience defaults to
     /// the public base, and keys come through discovery and JWKS.
     pub async fn start_with(adjust: impl FnOnce(&mut GatewayConfig)) -> Env {
+        Env::start_full(|_, _| {}, adjust).await
+    }
+
+    /// As [`Env::start_with`], also adjusting the issuer's config entry; secrets named by
+    /// `*_env` keys resolve to the testkit introspection secret.
+    pub async fn start_full(
+        adjust_issuer: impl FnOnce(&TestIssuer, &mut IssuerConfig),
+        adjust: impl FnOnce(&mut GatewayConfig),
+    ) -> Env {
         let issuer = TestIssuer::start().await.unwrap();
         let upstream = FhirUpstream::start().await.unwrap();
         let mut config = gateway::config(&upstream.base_url()).unwrap();
-        let settings = IssuerConfig {
+        let mut entry = IssuerConfig {
             issuer: issuer.issuer().to_owned(),
             ..IssuerConfig::default()
-        }
-        .validate(PUBLIC_BASE)
-        .unwrap();
+        };
+        adjust_issuer(&issuer, &mut entry);
+        let secret = |_: &str| Some(INTROSPECTION_CLIENT_SECRET.to_owned());
+        let settings = entry.validate_with_env(PUBLIC_BASE, &secret).unwrap();
         config.auth = AuthConfig::required(vec![settings]);
         adjust(&mut config);
         let gw = TestGateway::start(config).await.unwrap();

@@ -20,6 +20,9 @@ async fn no_token_is_401_login_with_a_bare_challenge() {
     let ok = env.get("/Patient/P1", &env.t1()).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(env.upstream.hits(), 1);
+    // Only the issuer URL is configured: its keys were found through discovery and JWKS.
+    assert!(env.issuer.discovery_fetches() >= 1);
+    assert_eq!(env.issuer.jwks_fetches(), 1);
 }
 
 #[tokio::test]
@@ -30,28 +33,89 @@ async fn forged_and_misdirected_tokens_are_401_and_never_forwarded() {
     let valid = env.t1();
     let cases: Vec<(&str, String, &str)> = vec![
         // J1 / check 2
-        ("alg none", env.token().header("alg", "none").unsigned().build().unwrap(), "unknown"),
+        (
+            "alg none",
+            env.token()
+                .header("alg", "none")
+                .unsigned()
+                .build()
+                .unwrap(),
+            "unknown",
+        ),
         // J2 / check 3
         (
             "HS256 with the RSA public key",
-            env.token().header("alg", "HS256").hmac_secret(&rsa_public[0]).build().unwrap(),
+            env.token()
+                .header("alg", "HS256")
+                .hmac_secret(&rsa_public[0])
+                .build()
+                .unwrap(),
             "unknown",
         ),
         // J6 / check 4
-        ("expired", env.token().claim("iat", now - 400).claim("exp", now - 120).build().unwrap(), "expired"),
+        (
+            "expired",
+            env.token()
+                .claim("iat", now - 400)
+                .claim("exp", now - 120)
+                .build()
+                .unwrap(),
+            "expired",
+        ),
         // J7 / check 5
-        ("nbf in the future", env.token().claim("nbf", now + 300).build().unwrap(), "expired"),
+        (
+            "nbf in the future",
+            env.token().claim("nbf", now + 300).build().unwrap(),
+            "expired",
+        ),
         // J10 / check 6
-        ("iss with trailing slash", env.token().claim("iss", format!("{}/", env.issuer.issuer())).build().unwrap(), "unknown"),
-        ("iss prefix", env.token().claim("iss", format!("{}.evil", env.issuer.issuer())).build().unwrap(), "unknown"),
+        (
+            "iss with trailing slash",
+            env.token()
+                .claim("iss", format!("{}/", env.issuer.issuer()))
+                .build()
+                .unwrap(),
+            "unknown",
+        ),
+        (
+            "iss prefix",
+            env.token()
+                .claim("iss", format!("{}.evil", env.issuer.issuer()))
+                .build()
+                .unwrap(),
+            "unknown",
+        ),
         // J11/J12 / check 7
-        ("aud of another server", env.token().claim("aud", "https://other/fhir").build().unwrap(), "unknown"),
-        ("aud missing", env.token().without_claim("aud").build().unwrap(), "unknown"),
+        (
+            "aud of another server",
+            env.token()
+                .claim("aud", "https://other/fhir")
+                .build()
+                .unwrap(),
+            "unknown",
+        ),
+        (
+            "aud missing",
+            env.token().without_claim("aud").build().unwrap(),
+            "unknown",
+        ),
         // J13 / check 8
-        ("bit-flipped signature", flip_signature_bit(&valid).unwrap(), "unknown"),
-        ("stripped signature", env.token().unsigned().build().unwrap(), "unknown"),
+        (
+            "bit-flipped signature",
+            flip_signature_bit(&valid).unwrap(),
+            "unknown",
+        ),
+        (
+            "stripped signature",
+            env.token().unsigned().build().unwrap(),
+            "unknown",
+        ),
         // J9
-        ("no exp", env.token().without_claim("exp").build().unwrap(), "unknown"),
+        (
+            "no exp",
+            env.token().without_claim("exp").build().unwrap(),
+            "unknown",
+        ),
         // J14
         ("not a JWT", "a.b".to_owned(), "unknown"),
     ];
@@ -61,8 +125,14 @@ async fn forged_and_misdirected_tokens_are_401_and_never_forwarded() {
         assert_eq!(a.code(), code, "{what}");
         let challenge = a.challenge();
         assert!(challenge.starts_with(REALM), "{what}: {challenge}");
-        assert!(challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
-        assert!(challenge.contains("error_description=\""), "{what}: {challenge}");
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{what}: {challenge}"
+        );
+        assert!(
+            challenge.contains("error_description=\""),
+            "{what}: {challenge}"
+        );
         // The token is never echoed.
         assert!(!a.text.contains(&token), "{what}");
         assert!(!challenge.contains(&token), "{what}");
@@ -80,7 +150,12 @@ async fn jku_and_jwk_headers_are_never_fetched() {
         ("x5u", serde_json::json!(canary.url("/cert"))),
         ("jwk", attacker.jwk()),
     ] {
-        let token = env.token().header(name, value).signed_by(&attacker).build().unwrap();
+        let token = env
+            .token()
+            .header(name, value)
+            .signed_by(&attacker)
+            .build()
+            .unwrap();
         let a = env.get("/Patient/P1", &token).await;
         a.expect(401, "unknown");
     }
@@ -101,7 +176,11 @@ async fn credentials_must_be_presented_exactly_once() {
         )
         .await;
     a.expect(400, "invalid");
-    assert!(a.challenge().contains("error=\"invalid_request\""), "{}", a.challenge());
+    assert!(
+        a.challenge().contains("error=\"invalid_request\""),
+        "{}",
+        a.challenge()
+    );
     // Two Authorization headers.
     let a = env
         .send(
@@ -125,7 +204,10 @@ async fn credentials_must_be_presented_exactly_once() {
         .await;
     assert_eq!(a.status, 200, "{}", a.text);
     let a = env
-        .send(env.http.get(env.gw.url(&format!("/Patient/P1?access_token={token}"))))
+        .send(
+            env.http
+                .get(env.gw.url(&format!("/Patient/P1?access_token={token}"))),
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.text);
     let seen = env.upstream.last();
@@ -153,10 +235,18 @@ async fn unknown_kid_flood_costs_at_most_two_fetches_and_rotation_works() {
     let before = env.issuer.jwks_fetches();
     // Check 10.
     for i in 0..20 {
-        let token = env.token().header("kid", format!("random-{i}")).build().unwrap();
+        let token = env
+            .token()
+            .header("kid", format!("random-{i}"))
+            .build()
+            .unwrap();
         env.get("/Patient/P1", &token).await.expect(401, "unknown");
     }
-    assert!(env.issuer.jwks_fetches() - before <= 2, "{} fetches", env.issuer.jwks_fetches() - before);
+    assert!(
+        env.issuer.jwks_fetches() - before <= 2,
+        "{} fetches",
+        env.issuer.jwks_fetches() - before
+    );
     assert_eq!(env.upstream.hits(), 1);
 }
 
@@ -186,7 +276,10 @@ async fn with_the_issuer_down_cached_keys_work_and_unknown_kids_fail_closed() {
     let a = env.get("/Patient/P1", &env.t1()).await;
     assert_eq!(a.status, 200, "{}", a.text);
     let k9 = TestKey::rsa("k9").unwrap();
-    let unknown = env.issuer.token_with(&k9, "RS256", now_secs()).claim("aud", PUBLIC_BASE);
+    let unknown = env
+        .issuer
+        .token_with(&k9, "RS256", now_secs())
+        .claim("aud", PUBLIC_BASE);
     let a = env.get("/Patient/P1", &unknown.build().unwrap()).await;
     match a.status {
         503 => {
@@ -197,4 +290,41 @@ async fn with_the_issuer_down_cached_keys_work_and_unknown_kids_fail_closed() {
         other => panic!("unexpected {other}: {}", a.text),
     }
     assert_eq!(env.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn opaque_tokens_go_through_introspection_and_fail_closed() {
+    let env = Env::start_full(
+        |issuer, entry| {
+            entry.introspection = Some(fhirgate_tokens::IntrospectionConfig {
+                endpoint: issuer.introspection_endpoint(),
+                client_id: fhirgate_testkit::issuer::INTROSPECTION_CLIENT_ID.to_owned(),
+                client_secret_env: Some("FHIRGATE_TEST_INTROSPECTION_SECRET".to_owned()),
+                ..Default::default()
+            });
+        },
+        |_| {},
+    )
+    .await;
+    env.issuer.activate_opaque(
+        "opaque-p1",
+        serde_json::json!({"scope": "patient/*.rs", "patient": "P1", "client_id": "app-1",
+                           "aud": PUBLIC_BASE, "exp": now_secs() + 300}),
+    );
+    // J24: active, with SMART context from the introspection answer.
+    let a = env.get("/Observation/o1", "opaque-p1").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    env.get("/Observation/o2", "opaque-p1")
+        .await
+        .expect(403, "forbidden");
+    // Unknown (inactive) token.
+    env.get("/Observation/o1", "opaque-unknown")
+        .await
+        .expect(401, "unknown");
+    // Introspection down: fail closed with 503 and Retry-After.
+    env.issuer.set_outage(true);
+    let a = env.get("/Observation/o1", "opaque-other").await;
+    a.expect(503, "transient");
+    assert!(a.headers.contains_key("retry-after"));
+    assert!(a.challenge().is_empty());
 }

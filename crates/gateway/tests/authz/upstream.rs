@@ -130,7 +130,10 @@ async fn answer(
 ) -> Response {
     s.requests.lock().unwrap().push(Recorded {
         method: method.clone(),
-        target: uri.path_and_query().map(|pq| pq.to_string()).unwrap_or_default(),
+        target: uri
+            .path_and_query()
+            .map(|pq| pq.to_string())
+            .unwrap_or_default(),
         headers,
         body: body.clone(),
     });
@@ -138,7 +141,11 @@ async fn answer(
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut params: Vec<(String, String)> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     if method == Method::POST && segments.last() == Some(&"_search") {
         params.extend(url::form_urlencoded::parse(&body).into_owned());
@@ -149,6 +156,19 @@ async fn answer(
             &json!({"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
                     "fhirVersion": "4.0.1", "format": ["json"], "rest": [{"mode": "server"}]}),
         ),
+        ("GET", [rt, id, "_history"]) => match find(&s, rt, id) {
+            Some(r) => fhir(
+                StatusCode::OK,
+                &json!({"resourceType": "Bundle", "type": "history", "entry": [
+                    {"fullUrl": format!("{}/{rt}/{id}", s.base), "resource": r},
+                    {"fullUrl": format!("{}/{rt}/{id}", s.base), "resource": r}]}),
+            ),
+            None => not_found(),
+        },
+        ("GET", [rt, id, "_history", _]) => match find(&s, rt, id) {
+            Some(r) => fhir(StatusCode::OK, &r),
+            None => not_found(),
+        },
         ("GET", [rt, id]) if !rt.starts_with('$') && !id.starts_with('$') => {
             match find(&s, rt, id) {
                 Some(r) => fhir(StatusCode::OK, &r),
@@ -161,7 +181,10 @@ async fn answer(
         ("GET", ["Patient", id, rt]) => fhir(StatusCode::OK, &search(&s, rt, &params, Some(id))),
         ("POST", [rt]) => echo(StatusCode::CREATED, rt, "new", &body),
         ("PUT", [rt, id]) => echo(StatusCode::OK, rt, id, &body),
-        ("PATCH", [_, _]) => fhir(StatusCode::OK, &json!({"resourceType": "OperationOutcome", "issue": []})),
+        ("PATCH", [_, _]) => fhir(
+            StatusCode::OK,
+            &json!({"resourceType": "OperationOutcome", "issue": []}),
+        ),
         ("DELETE", _) => StatusCode::NO_CONTENT.into_response(),
         ("POST", []) => batch(&s, &body),
         (_, [first, ..]) if first.starts_with('$') => fhir(
@@ -211,18 +234,25 @@ fn search(s: &Shared, rt: &str, params: &[(String, String)], compartment: Option
         .filter(|r| {
             naughty
                 || categories.is_empty()
-                || categories.iter().any(|c| r.pointer("/category/0/coding/0/code") == Some(&json!(c)))
+                || categories
+                    .iter()
+                    .any(|c| r.pointer("/category/0/coding/0/code") == Some(&json!(c)))
         })
         .map(|r| {
             json!({"fullUrl": format!("{}/{}/{}", s.base, rt, r["id"].as_str().unwrap_or("")),
                    "resource": r, "search": {"mode": "match"}})
         })
         .collect();
-    if params.iter().any(|(k, _)| k == "_include" || k == "_revinclude") {
+    if params
+        .iter()
+        .any(|(k, _)| k == "_include" || k == "_revinclude")
+    {
         // Includes reach every patient, as `_include=*` on a shared server would.
         for p in all.iter().filter(|r| r["resourceType"] == "Patient") {
-            entries.push(json!({"fullUrl": format!("{}/Patient/{}", s.base, p["id"].as_str().unwrap_or("")),
-                                "resource": p, "search": {"mode": "include"}}));
+            entries.push(
+                json!({"fullUrl": format!("{}/Patient/{}", s.base, p["id"].as_str().unwrap_or("")),
+                                "resource": p, "search": {"mode": "include"}}),
+            );
         }
     }
     json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(),
@@ -243,7 +273,10 @@ fn batch(s: &Shared, body: &Bytes) -> Response {
     let mut out = Vec::new();
     let empty = Vec::new();
     for entry in bundle["entry"].as_array().unwrap_or(&empty) {
-        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or("");
+        let url = entry
+            .pointer("/request/url")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let parts: Vec<&str> = url.split('?').next().unwrap_or("").split('/').collect();
         let found = match parts.as_slice() {
             [rt, id] => find(s, rt, id),

@@ -82,7 +82,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The store is reachable only through the gateway; this port is never published.
     let store_listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the store's port")?;
-    let store_addr = store_listener.local_addr()?;
 
     let store = Store::open(files::fhir_store(&dir))
         .with_context(|| format!("opening {}", files::fhir_store(&dir).display()))?;
@@ -120,7 +119,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         listener,
         store_listener,
         store,
-        store_addr,
         auth,
         &urls,
         started,
@@ -171,7 +169,6 @@ async fn serve(
     listener: TcpListener,
     store_listener: TcpListener,
     store: Store,
-    store_addr: SocketAddr,
     auth: AuthServer,
     urls: &Origin,
     started: Instant,
@@ -182,6 +179,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let store_listener = tokio::net::TcpListener::from_std(store_listener)?;
     let bound = listener.local_addr()?;
+    let store_addr = store_listener.local_addr()?;
 
     let upstream = format!("http://{store_addr}/fhir");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -192,13 +190,7 @@ async fn serve(
     });
 
     let upstream = Url::parse(&upstream).context("the store's URL")?;
-    let config = gateway_config(
-        urls,
-        bound,
-        upstream,
-        auth.smart_configuration(),
-        audit_dir,
-    )?;
+    let config = gateway_config(urls, bound, upstream, auth.smart_configuration(), audit_dir)?;
     let gateway = Gateway::new(config)
         .context("building the gateway")?
         .mount("/auth", axum::Router::new().nest("/auth", auth.router()))

@@ -45,3 +45,53 @@ pub(super) fn validate(p: &mut Problems, raw: &RawConfig, config: &mut GatewayCo
         &mut metrics.max_client_labels,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    const BASE: &str = "public_base_url: https://fhir.example.org/fhir\nupstream: { url: http://10.0.0.5:8080/fhir }\nauth: { mode: disabled }\n";
+
+    #[test]
+    fn traffic_sections_are_read_and_checked() {
+        let config = parse(&format!(
+            "{BASE}rate_limit:\n  rules:\n    - {{ name: per-client, key: client_id, per_second: 20, per_minute: 600 }}\naudit:\n  path: /var/lib/fhirgate/audit\n  durability: fsync\nmetrics:\n  path: /internal/metrics\n  max_client_labels: 10\n"
+        ))
+        .unwrap();
+        let g = &config.gateway;
+        assert!(g.rate_limit.is_some());
+        let audit = g.audit.as_ref().unwrap();
+        assert_eq!(
+            audit.path,
+            std::path::PathBuf::from("/var/lib/fhirgate/audit")
+        );
+        assert_eq!(g.metrics.path, "/internal/metrics");
+        assert_eq!(g.metrics.max_client_labels, 10);
+        assert!(g.metrics.enabled);
+
+        // Off unless configured.
+        let plain = parse(BASE).unwrap();
+        assert!(plain.gateway.rate_limit.is_none() && plain.gateway.audit.is_none());
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let errors = parse(&format!("{BASE}metrics: {{ path: /fhir/metrics }}\n")).unwrap_err();
+        assert_eq!(errors[0].key, "metrics.path");
+        let errors = parse(&format!("{BASE}metrics: {{ max_client_labels: none }}\n")).unwrap_err();
+        assert_eq!(errors[0].key, "metrics.max_client_labels");
+        let errors = parse(&format!(
+            "{BASE}audit: {{ sink: stdout, durability: fsync }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(errors[0].key, "audit");
+        let errors = parse(&format!(
+            "{BASE}rate_limit: {{ rules: [{{ name: r, key: client_id }}] }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(errors[0].key, "rate_limit", "{errors:?}");
+        // Misspelled keys stop start-up, with their line.
+        let errors = parse(&format!("{BASE}audit:\n  durabilty: os\n")).unwrap_err();
+        assert_eq!(errors[0].line, Some(5), "{errors:?}");
+    }
+}
