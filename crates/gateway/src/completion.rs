@@ -9,7 +9,9 @@
 //! frame is dropped and the stream ends with an error, so the client sees a cut-off answer
 //! rather than an unaudited complete one. A body dropped before its end (client gone, HEAD,
 //! hyper not polling an empty body) writes its record from the drop, marked `aborted` when
-//! data was cut off. Holding one frame costs at most one chunk of extra latency.
+//! data was cut off. Holding one frame costs at most one chunk of extra latency. A response
+//! without a body (HEAD, 204, most refusals) is accounted for before it is returned at all,
+//! so there a failed record under `refuse` still becomes a 503.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -69,18 +71,38 @@ impl Completion {
     }
 }
 
-/// Wrap the response so that `completion` runs when its body ends.
-pub(crate) fn wrap(completion: Completion, response: Response<Body>) -> Response<Body> {
-    let collect = completion.audit.is_some()
-        && audit::wants_body(&completion.ctx, completion.facts.status, response.headers());
-    // Only answers that carry data are cut; a refusal or the CapabilityStatement reveals
-    // nothing worth withholding.
-    let refuse = completion.facts.status < 400
+/// Account for the request: at once when the response has no body (the record can then
+/// still turn it into a 503), else when its body ends.
+pub(crate) async fn complete(completion: Completion, response: Response<Body>) -> Response<Body> {
+    if !response.body().is_end_stream() {
+        return wrap(completion, response);
+    }
+    let refuse = refuses(&completion);
+    let Some(record) = completion.finish(None, false) else {
+        return response;
+    };
+    if record.await.is_err() && refuse {
+        return crate::error::GatewayError::AuditUnavailable.to_response();
+    }
+    response
+}
+
+/// Whether a failed record must stop this response. Only answers that carry data are
+/// stopped; a refusal or the CapabilityStatement reveals nothing worth withholding.
+fn refuses(completion: &Completion) -> bool {
+    completion.facts.status < 400
         && audit::is_phi(&completion.ctx)
         && completion
             .audit
             .as_ref()
-            .is_some_and(Audit::refuses_on_failure);
+            .is_some_and(Audit::refuses_on_failure)
+}
+
+/// Wrap the response so that `completion` runs when its body ends.
+fn wrap(completion: Completion, response: Response<Body>) -> Response<Body> {
+    let collect = completion.audit.is_some()
+        && audit::wants_body(&completion.ctx, completion.facts.status, response.headers());
+    let refuse = refuses(&completion);
     let (parts, inner) = response.into_parts();
     let body = Finishing {
         inner,

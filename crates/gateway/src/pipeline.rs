@@ -99,7 +99,7 @@ impl Pipeline {
             metrics: self.metrics.clone(),
             audit: self.audit.clone(),
         };
-        completion::wrap(completion, response)
+        completion::complete(completion, response).await
     }
 
     async fn run(
