@@ -238,7 +238,11 @@ pub(crate) fn audit_query(raw: Option<&str>) -> Option<String> {
     let kept: Vec<&str> = raw
         .split('&')
         .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
+            // Decoded, so `access%5Ftoken` is caught as well.
+            let name = url::form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(name, _)| name.into_owned())
+                .unwrap_or_default();
             !name.is_empty() && !name.eq_ignore_ascii_case("access_token")
         })
         .collect();
@@ -256,6 +260,7 @@ mod tests {
             Some("code=x&_count=5")
         );
         assert_eq!(audit_query(Some("access_token=abc")), None);
+        assert_eq!(audit_query(Some("access%5Ftoken=abc&a=1")).as_deref(), Some("a=1"));
         assert_eq!(audit_query(None), None);
     }
 }

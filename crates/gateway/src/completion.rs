@@ -221,13 +221,16 @@ impl http_body::Body for Finishing {
                 .map_or(0, |d| d.len() as u64);
             return SizeHint::with_exact(held);
         }
-        let mut hint = self.inner.size_hint();
-        if let Some(data) = self.held.as_ref().and_then(Frame::data_ref) {
-            let len = data.len() as u64;
-            hint.set_lower(hint.lower() + len);
-            if let Some(upper) = hint.upper() {
-                hint.set_upper(upper + len);
-            }
+        let inner = self.inner.size_hint();
+        let Some(data) = self.held.as_ref().and_then(Frame::data_ref) else {
+            return inner;
+        };
+        let len = data.len() as u64;
+        // Built from an unbounded hint: `set_lower` and `set_upper` assert lower <= upper.
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(len));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(len).max(hint.lower()));
         }
         hint
     }

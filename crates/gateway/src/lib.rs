@@ -24,6 +24,7 @@ mod upstream;
 mod verify;
 mod authenticate;
 mod authorize;
+mod admin;
 mod audit;
 mod completion;
 mod metrics;

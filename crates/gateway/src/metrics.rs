@@ -27,6 +27,8 @@ pub struct MetricsConfig {
     pub path: String,
     /// Distinct `client` label values before further clients are counted as `other`.
     pub max_client_labels: usize,
+    /// Serve the metrics (and the probes) on this address instead of the main listener.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for MetricsConfig {
@@ -35,6 +37,7 @@ impl Default for MetricsConfig {
             enabled: true,
             path: "/metrics".to_owned(),
             max_client_labels: 50,
+            admin_listen: None,
         }
     }
 }
@@ -56,6 +59,8 @@ pub(crate) struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub(crate) path: String,
+    /// Served by the admin listener only, not on the main one.
+    pub(crate) on_admin_listener: bool,
     clients: Mutex<HashSet<String>>,
     max_clients: usize,
     since_upkeep: AtomicU64,
@@ -96,6 +101,7 @@ impl Metrics {
             recorder,
             handle,
             path: config.path.clone(),
+            on_admin_listener: config.admin_listen.is_some(),
             clients: Mutex::new(HashSet::new()),
             max_clients: config.max_client_labels,
             since_upkeep: AtomicU64::new(0),

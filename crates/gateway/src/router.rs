@@ -35,6 +35,24 @@ impl Router {
     }
 }
 
+impl Router {
+    /// The admin listener's routes: the probes and the metrics, nothing else.
+    pub(crate) async fn admin(&self, request: Request<Body>) -> Response<Body> {
+        let inner = &self.inner;
+        let path = request.uri().path();
+        if path == "/healthz" || path == "/readyz" {
+            return inner.route(request).await;
+        }
+        let metrics = inner.pipeline.metrics.as_ref();
+        if metrics.is_some_and(|m| m.path == path)
+            && let Some(answer) = crate::metrics::scrape(&inner.pipeline)
+        {
+            return answer;
+        }
+        GatewayError::RouteNotFound.to_response()
+    }
+}
+
 /// Whether `path` is `prefix` itself or below it (whole segments only).
 fn under(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
@@ -61,7 +79,7 @@ impl RouterInner {
             .pipeline
             .metrics
             .as_ref()
-            .is_some_and(|m| m.path == path)
+            .is_some_and(|m| m.path == path && !m.on_admin_listener)
             && let Some(answer) = crate::metrics::scrape(&self.pipeline)
         {
             return answer;

@@ -88,6 +88,13 @@ impl Gateway {
         let limits = self.config.limits.clone();
         let drain_time = self.config.shutdown.drain_time;
         let router = Router::new(self.pipeline, self.mounts);
+        let admin = match self.config.metrics.admin_listen {
+            Some(addr) => Some(crate::admin::spawn(
+                TcpListener::bind(addr).await?,
+                router.clone(),
+            )),
+            None => None,
+        };
         let stack = ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(
                 X_REQUEST_ID,
@@ -159,6 +166,9 @@ impl Gateway {
             });
         }
         drop(listener);
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         tracing::info!(drain_time = %humantime::format_duration(drain_time), "shutting down: draining in-flight requests");
         match tokio::time::timeout(drain_time, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections closed"),

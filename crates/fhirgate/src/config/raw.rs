@@ -34,6 +34,7 @@ pub struct RawMetrics {
     pub enabled: Option<Scalar>,
     pub path: Option<Scalar>,
     pub max_client_labels: Option<Scalar>,
+    pub admin_listen: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

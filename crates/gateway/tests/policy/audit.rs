@@ -198,3 +198,51 @@ async fn an_unwritable_trail_refuses_phi_with_503() {
     let report = fhirgate_audit::verify(&[audit_dir]).unwrap();
     assert!(report.is_intact(), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_streamed_response_completes_only_after_its_record_is_written() {
+    use fhirgate_testkit::upstream::{Canned, Gate, MockUpstream};
+
+    const TOTAL: u64 = 2 * 1024 * 1024;
+    const FIRST: u64 = 512 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let audit_dir = dir.path().join("audit");
+    let upstream = MockUpstream::start().await.unwrap();
+    let mut config = fhirgate_testkit::gateway::config(&upstream.base_url()).unwrap();
+    config.audit = Some(AuditConfig::file(&audit_dir));
+    let gw = fhirgate_testkit::gateway::TestGateway::start(config)
+        .await
+        .unwrap();
+    let gate = Gate::new();
+    upstream.respond(
+        "/Binary/big",
+        Canned::streaming(TOTAL).pause_after(FIRST, &gate),
+    );
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut response = http.get(gw.url("/Binary/big")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = 0u64;
+    while received < FIRST / 2 {
+        received += response.chunk().await.unwrap().unwrap().len() as u64;
+    }
+    // Data is flowing, the upstream is paused: the request is not over, so no record yet.
+    assert!(records(&audit_dir).is_empty());
+    gate.open();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, TOTAL);
+    let log = records(&audit_dir);
+    assert_eq!(
+        log.len(),
+        1,
+        "the record exists once the last byte has arrived"
+    );
+    assert!(!log[0].aborted());
+    assert_eq!(log[0].interaction_code(), "read");
+
+    // HEAD has no body: recorded before the answer is sent at all.
+    let head = http.head(gw.url("/Binary/big")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(records(&audit_dir).len(), 2);
+}

@@ -225,3 +225,35 @@ async fn metrics_can_be_turned_off() {
     let a = env.send(env.http.get(env.gw.root_url("/metrics"))).await;
     assert_eq!(a.status, 404);
 }
+
+#[tokio::test]
+async fn an_admin_listener_takes_the_metrics_off_the_main_one() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = free.local_addr().unwrap();
+    drop(free);
+    let env = Env::start_with(|c| c.metrics.admin_listen = Some(admin)).await;
+    assert_eq!(env.get("/Patient/P1", &env.t1()).await.status, 200);
+    let main = env.send(env.http.get(env.gw.root_url("/metrics"))).await;
+    assert_eq!(main.status, 404);
+    let a = env
+        .send(env.http.get(format!("http://{admin}/metrics")))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let samples = parse(&a.text);
+    assert_eq!(
+        total(
+            &samples,
+            "fhirgate_http_requests_total",
+            &[("status_class", "2xx")]
+        ),
+        1.0
+    );
+    let probe = env
+        .send(env.http.get(format!("http://{admin}/healthz")))
+        .await;
+    assert_eq!(probe.status, 200);
+    let fhir = env
+        .send(env.http.get(format!("http://{admin}/fhir/Patient/P1")))
+        .await;
+    assert_eq!(fhir.status, 404, "the admin listener serves no FHIR");
+}

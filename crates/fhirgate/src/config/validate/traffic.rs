@@ -39,11 +39,28 @@ pub(super) fn validate(p: &mut Problems, raw: &RawConfig, config: &mut GatewayCo
             metrics.path = path.to_owned();
         }
     }
+    if let Some(Scalar(text)) = &m.admin_listen {
+        match text.trim().parse::<std::net::SocketAddr>() {
+            Ok(addr) if Some(addr) == raw_listen(raw) => p.push(
+                "metrics.admin_listen",
+                "must differ from listen (leave it out to serve metrics on the main listener)",
+            ),
+            Ok(addr) => metrics.admin_listen = Some(addr),
+            Err(_) => p.push(
+                "metrics.admin_listen",
+                format!("expected an IP address and port like \"127.0.0.1:9090\", got {text:?}"),
+            ),
+        }
+    }
     p.count(
         "metrics.max_client_labels",
         m.max_client_labels.as_ref(),
         &mut metrics.max_client_labels,
     );
+}
+
+fn raw_listen(raw: &RawConfig) -> Option<std::net::SocketAddr> {
+    raw.listen.as_ref()?.0.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -55,7 +72,7 @@ mod tests {
     #[test]
     fn traffic_sections_are_read_and_checked() {
         let config = parse(&format!(
-            "{BASE}rate_limit:\n  rules:\n    - {{ name: per-client, key: client_id, per_second: 20, per_minute: 600 }}\naudit:\n  path: /var/lib/fhirgate/audit\n  durability: fsync\nmetrics:\n  path: /internal/metrics\n  max_client_labels: 10\n"
+            "{BASE}rate_limit:\n  rules:\n    - {{ name: per-client, key: client_id, per_second: 20, per_minute: 600 }}\naudit:\n  path: /var/lib/fhirgate/audit\n  durability: fsync\nmetrics:\n  path: /internal/metrics\n  max_client_labels: 10\n  admin_listen: 127.0.0.1:9090\n"
         ))
         .unwrap();
         let g = &config.gateway;
@@ -68,6 +85,7 @@ mod tests {
         assert_eq!(g.metrics.path, "/internal/metrics");
         assert_eq!(g.metrics.max_client_labels, 10);
         assert!(g.metrics.enabled);
+        assert_eq!(g.metrics.admin_listen, Some(([127, 0, 0, 1], 9090).into()));
 
         // Off unless configured.
         let plain = parse(BASE).unwrap();
