@@ -8,8 +8,18 @@ use std::time::Duration;
 
 use fhirgate_gateway::{AuthConfig, Gateway, GatewayConfig};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // `PLAIN_PROXY_RUNTIME=current` runs everything on one thread (no cross-thread wake-ups),
+    // to compare against the default multi-threaded runtime when pinned to one core.
+    let mut builder = if std::env::var("PLAIN_PROXY_RUNTIME").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream), Some(public)) = (args.next(), args.next(), args.next())
     else {

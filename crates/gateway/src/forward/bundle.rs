@@ -19,10 +19,18 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
     let mut top_key: &[u8] = b"";
     let mut inner_key: &[u8] = b"";
     let mut resource_type: &[u8] = b"";
-    let mut out: Vec<u8> = Vec::new();
+    // Room for the spliced prefixes (a few dozen per page) without re-allocating midway.
+    let mut out: Vec<u8> = Vec::with_capacity(body.len() + body.len() / 8);
     let mut copied = 0;
     let mut i = 0;
     while let Some(&c) = body.get(i) {
+        // Below `entry[{` / `link[{` (a resource, nearly all of the bytes) nothing is rewritten:
+        // jump over the whole value instead of stepping through it key by key.
+        if stack.len() >= 3 && (c == b'{' || c == b'[') {
+            i = skip_value(body, i)?;
+            expecting_key = false;
+            continue;
+        }
         match c {
             b'"' => {
                 let end = string_end(body, i + 1)?;
@@ -77,25 +85,77 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
     Some(out)
 }
 
-/// Index of the closing quote of a string whose content starts at `start`.
-fn string_end(body: &[u8], mut start: usize) -> Option<usize> {
-    // FHIR JSON strings are mostly short: a plain loop beats a SIMD search's set-up cost.
-    for (offset, &b) in body.get(start..)?.iter().take(32).enumerate() {
-        match b {
-            b'"' => return Some(start + offset),
-            b'\\' => break,
-            _ => {}
+/// Index just past the object or array that opens at `start`. Only the combined brace and
+/// bracket depth is counted (mismatched pairs such as `{]` go unnoticed, as in the main loop);
+/// a value that never closes gives `None`, so the body is left as it was. Strings are skipped
+/// so that brackets inside them do not count.
+fn skip_value(body: &[u8], start: usize) -> Option<usize> {
+    let mut depth: usize = 0;
+    let mut i = start;
+    loop {
+        let rest = body.get(i..)?;
+        // A plain scan, not memchr (at most three needles): outside strings only a few bytes
+        // separate one string from the next, so this finds the next quote almost at once.
+        let offset = rest
+            .iter()
+            .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))?;
+        let at = i + offset;
+        match body.get(at)? {
+            b'"' => i = string_end(body, at + 1)? + 1,
+            b'{' | b'[' => {
+                depth += 1;
+                i = at + 1;
+            }
+            _ => {
+                depth = depth.checked_sub(1)?;
+                i = at + 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
         }
     }
+}
+
+/// Index of the closing quote of a string whose content starts at `start`.
+fn string_end(body: &[u8], mut start: usize) -> Option<usize> {
     loop {
-        let offset = memchr::memchr2(b'"', b'\\', body.get(start..)?)?;
-        let at = start + offset;
+        let at = quote_or_backslash(body, start)?;
         if body.get(at) == Some(&b'"') {
             return Some(at);
         }
         // A backslash escapes the next byte, whatever it is.
         start = at + 2;
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in every byte of `word` equal to `byte`. Bits above the first match may be
+/// spurious (borrow), but the lowest set bit is always exact, which is all the caller uses.
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Index of the first `"` or `\` at or after `start`.
+fn quote_or_backslash(body: &[u8], start: usize) -> Option<usize> {
+    // FHIR JSON strings are mostly short (keys, codes): eight bytes at a time in a register
+    // beats both a byte loop and a SIMD search's set-up cost; long ones (narrative) go to memchr.
+    let mut i = start;
+    for _ in 0..4 {
+        let Some(chunk) = body.get(i..i + 8) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let hits = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr2(b'"', b'\\', body.get(i..)?).map(|offset| i + offset)
 }
 
 #[cfg(test)]
@@ -188,6 +248,22 @@ mod tests {
             out.push(b'"');
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\":");
+        }
+    }
+
+    #[test]
+    fn skipped_resources_with_brackets_and_escapes_in_strings() {
+        // Brackets, escaped quotes and backslashes inside resource strings, at every offset
+        // around the eight-byte steps, must not end the skipped resource early.
+        for pad in 0..20 {
+            let filler = "x".repeat(pad);
+            let body = format!(
+                r#"{{"resourceType":"Bundle","entry":[{{"fullUrl":"http://up:9/fhir/A/1","resource":{{"resourceType":"A","note":"{filler}}}]\"{{[\\","n":[1,{{"t":"{filler}\"}}"}}]}},"search":{{"mode":"match"}}}},{{"fullUrl":"http://up:9/fhir/A/2"}}]}}"#
+            );
+            let scanned = rewrite_bundle(body.as_bytes(), FROM, TO);
+            let parsed = oracle::rewrite_bundle_serde(body.as_bytes(), FROM, TO);
+            assert!(parsed.is_some(), "{body}");
+            assert_eq!(scanned, parsed, "{body}");
         }
     }
 
