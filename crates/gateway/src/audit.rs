@@ -260,7 +260,10 @@ mod tests {
             Some("code=x&_count=5")
         );
         assert_eq!(audit_query(Some("access_token=abc")), None);
-        assert_eq!(audit_query(Some("access%5Ftoken=abc&a=1")).as_deref(), Some("a=1"));
+        assert_eq!(
+            audit_query(Some("access%5Ftoken=abc&a=1")).as_deref(),
+            Some("a=1")
+        );
         assert_eq!(audit_query(None), None);
     }
 }

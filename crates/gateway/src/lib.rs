@@ -8,27 +8,27 @@
 //! [throttle], [cache], forward, [verify], [audit] — sharing one [`RequestCtx`], and every
 //! failure becomes an OperationOutcome through [`GatewayError::to_response`].
 
+mod admin;
+mod audit;
+mod authenticate;
+mod authorize;
 mod classify;
+mod completion;
 pub mod config;
 mod ctx;
 mod error;
 mod forward;
 mod layers;
+mod metrics;
 mod pipeline;
 mod router;
 mod security;
 pub mod security_config;
 mod server;
 mod smart_discovery;
+mod throttle;
 mod upstream;
 mod verify;
-mod authenticate;
-mod authorize;
-mod admin;
-mod audit;
-mod completion;
-mod metrics;
-mod throttle;
 
 pub use config::{GatewayConfig, Limits, ShutdownConfig, UpstreamConfig};
 pub use ctx::{RequestCtx, Timings};
