@@ -31,6 +31,8 @@ pub struct GatewayConfig {
     /// Audit trail (phase 8); `None` = no records.
     pub audit: Option<fhirgate_audit::AuditConfig>,
     pub metrics: crate::MetricsConfig,
+    /// Which browser origins may call the FHIR API; discovery is open to all.
+    pub cors: crate::CorsConfig,
 }
 
 /// The FHIR server requests are forwarded to.
@@ -90,6 +92,7 @@ impl GatewayConfig {
             rate_limit: None,
             audit: None,
             metrics: crate::MetricsConfig::default(),
+            cors: crate::CorsConfig::default(),
         }
     }
 }

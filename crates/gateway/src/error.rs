@@ -93,6 +93,10 @@ pub enum GatewayError {
     /// served that could not be recorded.
     #[error("the audit trail cannot be written; retry shortly")]
     AuditUnavailable,
+    /// A CORS preflight from an origin the configuration does not allow (403, no CORS
+    /// headers, so the browser blocks the app's request).
+    #[error("cross-origin requests from this origin are not allowed")]
+    CorsOriginDenied,
 }
 
 /// Seconds a shed client is told to wait before retrying.
@@ -125,6 +129,7 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::CorsOriginDenied => StatusCode::FORBIDDEN,
             GatewayError::ThrottleUnavailable { .. } | GatewayError::AuditUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -155,6 +160,7 @@ impl GatewayError {
             GatewayError::VerifyTooLarge { .. } => IssueType::TooCostly,
             GatewayError::Unverifiable(_) => IssueType::Exception,
             GatewayError::Throttled { .. } => IssueType::Throttled,
+            GatewayError::CorsOriginDenied => IssueType::Forbidden,
             GatewayError::ThrottleUnavailable { .. } | GatewayError::AuditUnavailable => {
                 IssueType::Transient
             }

@@ -15,6 +15,7 @@ mod authorize;
 mod classify;
 mod completion;
 pub mod config;
+mod cors;
 mod ctx;
 mod error;
 mod forward;
@@ -31,6 +32,7 @@ mod upstream;
 mod verify;
 
 pub use config::{GatewayConfig, Limits, ShutdownConfig, UpstreamConfig};
+pub use cors::CorsConfig;
 pub use ctx::{RequestCtx, Timings};
 pub use error::{BoxError, GatewayError};
 pub use metrics::MetricsConfig;

@@ -16,6 +16,7 @@ use http::{Method, Request, Response};
 use crate::audit::{Audit, RequestFacts};
 use crate::completion::Completion;
 use crate::config::{GatewayConfig, Limits, base_path, base_string};
+use crate::cors::CorsConfig;
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, error_chain};
 use crate::metrics::Metrics;
@@ -38,6 +39,7 @@ pub(crate) struct Pipeline {
     pub(crate) throttle: Option<Throttle>,
     pub(crate) audit: Option<Audit>,
     pub(crate) metrics: Option<Arc<Metrics>>,
+    cors: CorsConfig,
 }
 
 impl Pipeline {
@@ -56,12 +58,24 @@ impl Pipeline {
                 ],
             )?,
             metrics: Metrics::new(&config.metrics).map(Arc::new),
+            cors: config.cors.clone(),
         })
     }
 
     /// Handle one request under the FHIR base path. Never fails: errors become
     /// OperationOutcome responses here.
     pub(crate) async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        let below_base = request
+            .uri()
+            .path()
+            .get(self.base_path.len()..)
+            .unwrap_or("")
+            .to_owned();
+        // A preflight carries no token and is not a FHIR interaction: answered before classify.
+        if let Some(answer) = self.cors.preflight(&request, &below_base) {
+            return answer;
+        }
+        let origin = request.headers().get(http::header::ORIGIN).cloned();
         let client_addr = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -72,7 +86,7 @@ impl Pipeline {
         let query = audit::audit_query(request.uri().query());
         let discovery =
             request.uri().path().get(self.base_path.len()..) == Some(smart_discovery::WELL_KNOWN);
-        let (response, failure) = match self.run(&mut ctx, request).await {
+        let (mut response, failure) = match self.run(&mut ctx, request).await {
             Ok(response) => (response, None),
             Err(err) => {
                 log_error(&ctx, &err);
@@ -83,6 +97,8 @@ impl Pipeline {
                 (err.to_response(), Some(failure))
             }
         };
+        self.cors
+            .decorate(origin.as_ref(), &below_base, &mut response);
         // 8. audit and metrics, when the response completes. Discovery is not a FHIR request.
         if discovery || (self.metrics.is_none() && self.audit.is_none()) {
             return response;

@@ -92,6 +92,7 @@ pub(crate) async fn amend_metadata(
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     };
     add_security(&mut statement, smart);
+    rewrite_implementation_url(&mut statement, &security.upstream_base, &security.realm);
     let out = serde_json::to_vec(&statement).map_err(|_| GatewayError::Internal)?;
     parts
         .headers
@@ -104,6 +105,21 @@ pub(crate) async fn amend_metadata(
         parts.status = StatusCode::OK;
     }
     Ok(Response::from_parts(parts, Body::from(out)))
+}
+
+/// `implementation.url` names the upstream's internal base, which clients cannot reach and
+/// should not learn; the statement describes the public base, so it is rewritten to it.
+pub(crate) fn rewrite_implementation_url(statement: &mut Value, upstream: &str, public: &str) {
+    let Some(url) = statement.pointer_mut("/implementation/url") else {
+        return;
+    };
+    let Some(rest) = url.as_str().and_then(|u| u.strip_prefix(upstream)) else {
+        return;
+    };
+    // Whole path segments only: `http://up/fhir2` is not below `http://up/fhir`.
+    if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+        *url = Value::String(format!("{public}{rest}"));
+    }
 }
 
 /// Put the `oauth-uris` extension (replacing any the upstream announced) and the
@@ -174,6 +190,25 @@ mod tests {
             cs["rest"][0]["security"]["service"][0]["coding"][0]["code"],
             "SMART-on-FHIR"
         );
+    }
+
+    #[test]
+    fn implementation_url_is_rewritten_to_the_public_base() {
+        let mut cs = json!({"resourceType": "CapabilityStatement",
+            "implementation": {"description": "x", "url": "http://10.0.0.5:8080/fhir"}});
+        rewrite_implementation_url(
+            &mut cs,
+            "http://10.0.0.5:8080/fhir",
+            "https://fhir.example.org/fhir",
+        );
+        assert_eq!(cs["implementation"]["url"], "https://fhir.example.org/fhir");
+        let mut other = json!({"implementation": {"url": "http://10.0.0.5:8080/fhir2"}});
+        rewrite_implementation_url(
+            &mut other,
+            "http://10.0.0.5:8080/fhir",
+            "https://fhir.example.org/fhir",
+        );
+        assert_eq!(other["implementation"]["url"], "http://10.0.0.5:8080/fhir2");
     }
 
     #[test]

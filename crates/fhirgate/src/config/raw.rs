@@ -26,6 +26,18 @@ pub struct RawConfig {
     pub audit: Option<fhirgate_audit::AuditConfig>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub cors: RawCors,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    #[serde(default)]
+    pub allowed_origins: Vec<Scalar>,
+    pub allow_any_origin: Option<Scalar>,
+    pub max_age: Option<Scalar>,
+    pub allow_credentials: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

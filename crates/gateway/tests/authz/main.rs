@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cors;
 mod discovery;
 mod patient;
 mod tokens;

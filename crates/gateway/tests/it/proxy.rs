@@ -330,3 +330,20 @@ async fn head_requests_get_headers_only() {
     assert!(response.bytes().await.unwrap().is_empty());
     assert_eq!(upstream.last_request().unwrap().method, http::Method::HEAD);
 }
+
+#[tokio::test]
+async fn metadata_names_the_public_base_not_the_upstream() {
+    let (upstream, gw) = start_with(|c| {
+        c.smart_configuration = Some(json!({"token_endpoint": "https://as.example/token"}));
+    })
+    .await;
+    let internal = upstream.base_url();
+    let capability = json!({"resourceType": "CapabilityStatement", "status": "active",
+        "implementation": {"description": "store", "url": internal.trim_end_matches('/')}});
+    upstream.respond("/metadata", Canned::resource(&capability));
+    let response = client().get(gw.url("/metadata")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["implementation"]["url"], PUBLIC_BASE);
+    assert_eq!(body["implementation"]["description"], "store");
+}

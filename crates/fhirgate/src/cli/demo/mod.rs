@@ -157,6 +157,13 @@ fn gateway_config(
     )
     .context("the demo's rate limit")?;
     config.rate_limit = Some(rate_limit.validate().context("the demo's rate limit")?);
+    // Browser apps under development run on a loopback port of their own; any such port may
+    // call the FHIR API (a token is still required), and so may pages on the demo's origin.
+    config.cors.allowed_origins = vec![
+        config.public_base_url.origin().ascii_serialization(),
+        "http://127.0.0.1:*".to_owned(),
+        "http://localhost:*".to_owned(),
+    ];
     Ok(config)
 }
 

@@ -1,4 +1,4 @@
-//! Stage two for `rate_limit`, `audit` and `metrics`. The first two are the libraries' own
+//! Stage two for `rate_limit`, `audit`, `metrics` and `cors`. The first two are the libraries' own
 //! config types; their cross-key checks run here so the error names the section.
 
 use fhirgate_gateway::GatewayConfig;
@@ -57,6 +57,66 @@ pub(super) fn validate(p: &mut Problems, raw: &RawConfig, config: &mut GatewayCo
         m.max_client_labels.as_ref(),
         &mut metrics.max_client_labels,
     );
+    cors(p, raw, config);
+}
+
+fn cors(p: &mut Problems, raw: &RawConfig, config: &mut GatewayConfig) {
+    let c = &raw.cors;
+    let cors = &mut config.cors;
+    p.flag(
+        "cors.allow_any_origin",
+        c.allow_any_origin.as_ref(),
+        &mut cors.allow_any_origin,
+    );
+    p.flag(
+        "cors.allow_credentials",
+        c.allow_credentials.as_ref(),
+        &mut cors.allow_credentials,
+    );
+    p.duration("cors.max_age", c.max_age.as_ref(), &mut cors.max_age);
+    if cors.allow_any_origin && cors.allow_credentials {
+        // Browsers refuse `*` on credentialed requests; echoing every origin instead would let
+        // any site read responses with the user's credentials.
+        p.push(
+            "cors.allow_any_origin",
+            "cannot be combined with allow_credentials; list the origins instead",
+        );
+    }
+    for Scalar(text) in &c.allowed_origins {
+        match origin(text.trim()) {
+            Some(origin) => cors.allowed_origins.push(origin),
+            None => p.push(
+                "cors.allowed_origins",
+                format!(
+                    "expected an origin like \"https://app.example.org\" or \"http://127.0.0.1:*\" (scheme, host and optional port, no path), got {text:?}"
+                ),
+            ),
+        }
+    }
+}
+
+/// The origin as browsers send it (`scheme://host[:port]`, default port omitted), or `None`
+/// when `text` is not one. A `:*` port is kept: it matches any port on that host.
+fn origin(text: &str) -> Option<String> {
+    let (base, any_port) = match text.strip_suffix(":*") {
+        Some(base) => (base, true),
+        None => (text.strip_suffix('/').unwrap_or(text), false),
+    };
+    let url = url::Url::parse(base).ok()?;
+    let plain = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    let bare = url.username().is_empty() && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || !plain || !bare || url.host().is_none() {
+        return None;
+    }
+    if any_port && url.port().is_some() {
+        return None;
+    }
+    let serialized = url.origin().ascii_serialization();
+    Some(if any_port {
+        format!("{serialized}:*")
+    } else {
+        serialized
+    })
 }
 
 fn raw_listen(raw: &RawConfig) -> Option<std::net::SocketAddr> {
@@ -68,6 +128,36 @@ mod tests {
     use crate::config::parse;
 
     const BASE: &str = "public_base_url: https://fhir.example.org/fhir\nupstream: { url: http://10.0.0.5:8080/fhir }\nauth: { mode: disabled }\n";
+
+    #[test]
+    fn cors_origins_are_normalised_and_checked() {
+        let config = parse(&format!(
+            "{BASE}cors:\n  allowed_origins: [ \"HTTPS://App.Example.org/\", \"https://b.example:443\", \"http://127.0.0.1:*\" ]\n  max_age: 5m\n"
+        ))
+        .unwrap();
+        let cors = &config.gateway.cors;
+        assert_eq!(
+            cors.allowed_origins,
+            [
+                "https://app.example.org",
+                "https://b.example",
+                "http://127.0.0.1:*"
+            ]
+        );
+        assert_eq!(cors.max_age, std::time::Duration::from_secs(300));
+        assert!(!cors.allow_any_origin);
+
+        for bad in [
+            "cors: { allowed_origins: [ \"https://app.example.org/path\" ] }",
+            "cors: { allowed_origins: [ \"ftp://app.example.org\" ] }",
+            "cors: { allow_any_origin: true, allow_credentials: true }",
+            "cors: { allowed_origin: [] }",
+        ] {
+            assert!(parse(&format!("{BASE}{bad}\n")).is_err(), "{bad}");
+        }
+        let any = parse(&format!("{BASE}cors: {{ allow_any_origin: true }}\n")).unwrap();
+        assert!(any.gateway.cors.allow_any_origin);
+    }
 
     #[test]
     fn traffic_sections_are_read_and_checked() {
