@@ -7,4 +7,5 @@ pub mod data;
 pub mod demo;
 pub mod logging;
 pub mod serve;
+pub mod signal;
 pub mod store;

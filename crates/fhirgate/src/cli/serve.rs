@@ -66,37 +66,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         upstream = %upstream,
         "listening on http://{bound}"
     );
-    gateway.serve(listener, shutdown_signal()).await?;
+    gateway
+        .serve(listener, super::signal::shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
 }
 
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {

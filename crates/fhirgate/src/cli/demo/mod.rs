@@ -219,7 +219,8 @@ async fn serve(
     );
     let result = gateway
         .serve(listener, async {
-            shutdown_signal().await;
+            super::signal::shutdown_signal().await;
+            say("shutting down");
             let _ = stop_tx.send(true);
         })
         .await;
@@ -236,31 +237,6 @@ async fn serve(
 /// Resolves once `true` is sent (or the sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    say("shutting down");
 }
 
 /// A status line after start-up. Whoever started us may have closed our stdout by now, and
