@@ -5,4 +5,5 @@
 pub mod gateway;
 pub mod issuer;
 pub mod mint;
+pub mod process;
 pub mod upstream;
