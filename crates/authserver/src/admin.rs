@@ -213,7 +213,9 @@ impl AuthServer {
 
     /// Removes a client and revokes everything issued to it.
     pub fn remove_client(&self, client_id: &str) -> Result<bool> {
-        self.inner.store.delete_client(client_id)
+        let (removed, ended) = self.inner.store.delete_client(client_id)?;
+        self.inner.announce(ended);
+        Ok(removed)
     }
 
     /// Adds or updates patients offered by the picker (the demo mirrors the FHIR store).

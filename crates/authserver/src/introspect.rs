@@ -186,7 +186,7 @@ pub async fn revoke(State(server): State<AuthServer>, headers: HeaderMap, body: 
     };
     if let Some(grant) = grant
         && grant.client_id == auth.client.client_id
-        && let Err(e) = inner.store.revoke_grant(&grant.id)
+        && let Err(e) = inner.revoke_grant(&grant.id)
     {
         return OAuthError::from(e).into_response();
     }

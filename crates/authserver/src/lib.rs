@@ -22,6 +22,7 @@ mod introspect;
 mod issue;
 pub mod jws;
 mod keys;
+pub mod notices;
 mod pages;
 pub mod scope;
 mod session;
@@ -36,6 +37,7 @@ use std::time::Duration;
 pub use admin::{ClientCreated, LaunchCreated, MintRequest, MintedToken, NewClient, NewUser};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AuthError, OAuthErrorCode, Result};
+pub use notices::RevocationNotices;
 pub use store::{Client, ClientKind, PatientEntry, User};
 
 /// Settings for the embedded server. URLs are absolute and without a trailing slash.
@@ -67,6 +69,9 @@ pub struct AuthConfig {
     pub jwks_fetch_timeout: Duration,
     /// Time source for every expiry decision (inject [`ManualClock`] in tests).
     pub clock: Arc<dyn Clock>,
+    /// Announce ended access tokens through Redis, for gateways that verify JWTs locally
+    /// (see [`notices`]). Needs a tokio runtime when [`AuthServer::open`] runs.
+    pub revocation_notices: Option<RevocationNotices>,
 }
 
 impl AuthConfig {
@@ -90,6 +95,7 @@ impl AuthConfig {
             lockout_duration: Duration::from_secs(300),
             jwks_fetch_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            revocation_notices: None,
         }
     }
 
@@ -141,6 +147,7 @@ pub(crate) struct Inner {
     pub jwks_cache: client_auth::JwksCache,
     pub pages: pages::Pages,
     pub secure_cookies: bool,
+    pub notices: Option<notices::Publisher>,
 }
 
 impl AuthServer {
@@ -158,6 +165,11 @@ impl AuthServer {
         store.purge_expired(now, 3600)?;
         let secure_cookies = config.issuer.starts_with("https://");
         let jwks_cache = client_auth::JwksCache::new(config.jwks_fetch_timeout)?;
+        let notices = config
+            .revocation_notices
+            .as_ref()
+            .map(notices::Publisher::start)
+            .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 lockout: client_auth::Lockout::new(
@@ -171,8 +183,14 @@ impl AuthServer {
                 jwks_cache,
                 pages: pages::Pages::new()?,
                 secure_cookies,
+                notices,
             }),
         })
+    }
+
+    /// Whether ended access tokens are announced through Redis.
+    pub fn publishes_revocations(&self) -> bool {
+        self.inner.notices.is_some()
     }
 
     /// The issuer URL (where the router is mounted).
@@ -204,5 +222,20 @@ impl AuthServer {
     pub fn jwks(&self) -> Result<serde_json::Value> {
         self.inner.keys.reload(&self.inner.store)?;
         self.inner.keys.jwks()
+    }
+}
+
+impl Inner {
+    /// Revokes a grant (every token issued under it) and announces its access tokens.
+    pub(crate) fn revoke_grant(&self, grant_id: &str) -> Result<()> {
+        let ended = self.store.revoke_grant(grant_id)?;
+        self.announce(ended);
+        Ok(())
+    }
+
+    pub(crate) fn announce(&self, ended: Vec<(String, u64)>) {
+        if let Some(notices) = &self.notices {
+            notices.publish(ended, self.config.clock.now());
+        }
     }
 }

@@ -88,7 +88,7 @@ fn authorization_code(
         Redeem::Unknown => return Err(OAuthError::invalid_grant("unknown authorization code")),
         Redeem::Replayed(rec) => {
             // RFC 6749 §4.1.2: a replayed code revokes what the first use obtained.
-            inner.store.revoke_grant(&rec.grant_id)?;
+            inner.revoke_grant(&rec.grant_id)?;
             tracing::warn!(client_id = %rec.client_id, "authorization code replayed; grant revoked");
             return Err(OAuthError::invalid_grant(
                 "authorization code was already used",
@@ -155,7 +155,7 @@ fn refresh_token(
     }
     if used {
         // Rotation reuse: someone holds a copy. Revoke the whole family (RFC 9700 §4.14).
-        inner.store.revoke_grant(&rec.grant_id)?;
+        inner.revoke_grant(&rec.grant_id)?;
         tracing::warn!(client_id = %rec.client_id, "refresh token reused; family revoked");
         return Err(OAuthError::invalid_grant("refresh token was already used"));
     }
@@ -184,7 +184,7 @@ fn refresh_token(
     match inner.store.redeem_refresh(&hash)? {
         Redeem::Fresh(_) => {}
         Redeem::Unknown | Redeem::Replayed(_) => {
-            inner.store.revoke_grant(&rec.grant_id)?;
+            inner.revoke_grant(&rec.grant_id)?;
             return Err(OAuthError::invalid_grant("refresh token was already used"));
         }
     }

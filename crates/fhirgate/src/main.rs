@@ -8,6 +8,11 @@ mod config;
 
 use clap::{Parser, Subcommand};
 
+/// Every request allocates a little (headers, bodies, futures); mimalloc's per-thread free
+/// lists make that measurably cheaper than glibc malloc on the proxy's hot path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// fhirgate: a SMART on FHIR gateway, authorization server and FHIR store in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "fhirgate", version, about, long_about = None, propagate_version = true)]

@@ -39,6 +39,12 @@ pub(crate) async fn authenticate(
         .map_err(|e| fail(e.into()))?
         .ok_or_else(|| fail(TokenError::Missing))?;
     let principal = verifier.verify(&token).await.map_err(fail)?;
+    // H6a: revocation notices (revocation.rs); checked after the token cache, one lookup.
+    if let Some(revoked) = &security.revocations
+        && revoked.is_revoked(principal.token_id.as_deref())
+    {
+        return Err(fail(TokenError::Invalid(fhirgate_tokens::Reason::Inactive)));
+    }
     if token_in_query && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
         parts.headers.insert(header::AUTHORIZATION, value);
     }

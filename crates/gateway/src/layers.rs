@@ -1,8 +1,10 @@
-//! Generic transport concerns as tower layers around the router: request limits and load
-//! shedding ([`GuardLayer`]), and request ids ([`CounterRequestId`]). Tracing and catch-panic
-//! come from tower-http and are stacked in `server`.
+//! The transport concerns around the router, in one hand-written service ([`Front`]) rather
+//! than a stack of tower layers: request ids, a debug span, request limits, load shedding and
+//! catch-panic cost one boxed future per request this way, instead of one allocation (and one
+//! body wrapper) per layer.
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,58 +12,48 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Limited;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{Layer, Service};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use tower::Service;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::error::GatewayError;
+use crate::pipeline::X_REQUEST_ID;
 
-/// Rejects requests over the URI, header and body limits, and sheds load over the concurrency
-/// limit with 503 `transient` instead of queueing it.
+/// Wraps the router: sets or keeps `X-Request-ID` and echoes it, rejects requests over the
+/// URI, header and body limits, sheds load over the concurrency limit with 503 `transient`
+/// instead of queueing it, and turns a panic into a 500 OperationOutcome.
 #[derive(Clone)]
-pub(crate) struct GuardLayer {
-    state: Arc<GuardState>,
+pub(crate) struct Front<S> {
+    inner: S,
+    state: Arc<FrontState>,
 }
 
-struct GuardState {
+struct FrontState {
     permits: Arc<Semaphore>,
     limits: Limits,
+    ids: CounterRequestId,
 }
 
-impl GuardLayer {
-    pub(crate) fn new(limits: Limits) -> Self {
-        GuardLayer {
-            state: Arc::new(GuardState {
+impl<S> Front<S> {
+    pub(crate) fn new(limits: Limits, inner: S) -> Self {
+        Front {
+            inner,
+            state: Arc::new(FrontState {
                 permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
                 limits,
+                ids: CounterRequestId::new(),
             }),
         }
     }
 }
 
-impl<S> Layer<S> for GuardLayer {
-    type Service = Guard<S>;
-
-    fn layer(&self, inner: S) -> Guard<S> {
-        Guard {
-            inner,
-            state: Arc::clone(&self.state),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Guard<S> {
-    inner: S,
-    state: Arc<GuardState>,
-}
-
-impl<S> Service<Request<Body>> for Guard<S>
+impl<S> Service<Request<Body>> for Front<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
@@ -74,19 +66,40 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let request_id = match request.headers().get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.state.ids.next();
+                request.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let span = tracing::debug_span!(
+            "request",
+            method = %request.method(),
+            path = request.uri().path(),
+            request_id = request_id.to_str().unwrap_or("-"),
+        );
         let limits = &self.state.limits;
-        if let Err(err) = check_limits(&request, limits) {
-            return Box::pin(std::future::ready(Ok(err.to_response())));
-        }
-        let Ok(permit) = Arc::clone(&self.state.permits).try_acquire_owned() else {
-            tracing::warn!(
-                limit = limits.max_concurrent_requests,
-                "concurrency limit reached, shedding request"
-            );
-            return Box::pin(std::future::ready(Ok(
-                GatewayError::Overloaded.to_response()
-            )));
+        let admitted = check_limits(&request, limits).and_then(|()| {
+            Arc::clone(&self.state.permits)
+                .try_acquire_owned()
+                .map_err(|_| {
+                    tracing::warn!(
+                        limit = limits.max_concurrent_requests,
+                        "concurrency limit reached, shedding request"
+                    );
+                    GatewayError::Overloaded
+                })
+        });
+        let permit = match admitted {
+            Ok(permit) => permit,
+            Err(err) => {
+                let mut response = err.to_response();
+                response.headers_mut().insert(X_REQUEST_ID, request_id);
+                return Box::pin(std::future::ready(Ok(response)));
+            }
         };
         let max_body = limits.max_body_size;
         let request = request.map(|body| {
@@ -99,19 +112,43 @@ where
                 ))
             }
         });
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            // The permit lives until the response body is done, so a streaming download
-            // counts as in flight for as long as it runs.
-            Ok(response.map(|body| {
-                Body::new(PermitBody {
-                    inner: body,
-                    _permit: permit,
-                })
-            }))
-        })
+        let future = AssertUnwindSafe(self.inner.call(request)).catch_unwind();
+        Box::pin(
+            async move {
+                let mut response = match future.await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(panic) => panic_response(panic),
+                };
+                tracing::debug!(status = response.status().as_u16(), "request finished");
+                if !response.headers().contains_key(X_REQUEST_ID) {
+                    response.headers_mut().insert(X_REQUEST_ID, request_id);
+                }
+                // The permit lives until the response body is done, so a streaming download
+                // counts as in flight for as long as it runs.
+                if response.body().is_end_stream() {
+                    return Ok(response);
+                }
+                Ok(response.map(|body| {
+                    Body::new(PermitBody {
+                        inner: body,
+                        _permit: permit,
+                    })
+                }))
+            }
+            .instrument(span),
+        )
     }
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "request handler panicked");
+    GatewayError::Internal.to_response()
 }
 
 fn check_limits(request: &Request<Body>, limits: &Limits) -> Result<(), GatewayError> {
@@ -175,27 +212,25 @@ impl HttpBody for PermitBody {
 }
 
 /// Request ids that cost no system call: a random per-process prefix and a counter.
-#[derive(Clone)]
-pub(crate) struct CounterRequestId {
-    prefix: Arc<str>,
-    next: Arc<AtomicU64>,
+struct CounterRequestId {
+    prefix: Box<str>,
+    next: AtomicU64,
 }
 
 impl CounterRequestId {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         let random = uuid::Uuid::new_v4().simple().to_string();
         CounterRequestId {
-            prefix: Arc::from(random.get(..12).unwrap_or("fhirgate")),
-            next: Arc::new(AtomicU64::new(1)),
+            prefix: Box::from(random.get(..12).unwrap_or("fhirgate")),
+            next: AtomicU64::new(1),
         }
     }
-}
 
-impl MakeRequestId for CounterRequestId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+    fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        let text = format!("{}-{n:x}", self.prefix);
+        // Hex digits and a dash: always a valid header value.
+        HeaderValue::from_maybe_shared(Bytes::from(text))
+            .unwrap_or(HeaderValue::from_static("fhirgate"))
     }
 }

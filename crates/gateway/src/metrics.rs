@@ -84,6 +84,20 @@ pub(crate) struct Scraped {
     pub(crate) audit_write_errors: Option<u64>,
     pub(crate) audit_healthy: Option<bool>,
     pub(crate) jwks_fetches: Vec<(String, u64)>,
+    /// The response cache's figures (`cache:` configured).
+    pub(crate) cache: Option<crate::cache::CacheStats>,
+    pub(crate) upstream: Vec<crate::upstream::TargetSnapshot>,
+    /// Revocation notices (`auth.revocation`): counters and the set's size.
+    pub(crate) revocation: Option<RevocationFigures>,
+}
+
+pub(crate) struct RevocationFigures {
+    pub(crate) entries: usize,
+    pub(crate) notices: u64,
+    pub(crate) refusals: u64,
+    pub(crate) redis_errors: u64,
+    pub(crate) evicted: u64,
+    pub(crate) redis_up: bool,
 }
 
 impl Metrics {
@@ -251,6 +265,26 @@ impl Metrics {
             )
             .absolute(*fetches);
         }
+        self.render_upstream(&scraped.upstream);
+        if let Some(r) = &scraped.revocation {
+            self.gauge("fhirgate_revocation_entries", Vec::new(), r.entries as f64);
+            self.gauge(
+                "fhirgate_revocation_redis_up",
+                Vec::new(),
+                f64::from(u8::from(r.redis_up)),
+            );
+            for (name, value) in [
+                ("fhirgate_revocation_notices_total", r.notices),
+                ("fhirgate_revocation_refusals_total", r.refusals),
+                ("fhirgate_revocation_redis_errors_total", r.redis_errors),
+                ("fhirgate_revocation_evicted_total", r.evicted),
+            ] {
+                self.counter(name, Vec::new()).absolute(value);
+            }
+        }
+        if let Some(cache) = scraped.cache {
+            self.render_cache(cache);
+        }
         let mut response = Response::new(Body::from(self.handle.render()));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(
@@ -264,17 +298,80 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    fn render_upstream(&self, targets: &[crate::upstream::TargetSnapshot]) {
+        for t in targets {
+            let label = || vec![Label::new("target", t.target.clone())];
+            for (name, value) in [
+                ("fhirgate_upstream_requests_total", t.requests),
+                ("fhirgate_upstream_failures_total", t.failures),
+                ("fhirgate_upstream_connects_total", t.connects),
+                ("fhirgate_upstream_connect_errors_total", t.connect_errors),
+                ("fhirgate_upstream_connections_reused_total", t.reused),
+                ("fhirgate_upstream_retries_total", t.retries),
+                ("fhirgate_upstream_ejections_total", t.ejections),
+            ] {
+                self.counter(name, label()).absolute(value);
+            }
+            self.gauge(
+                "fhirgate_upstream_ejected",
+                label(),
+                f64::from(u8::from(t.ejected)),
+            );
+            self.gauge("fhirgate_upstream_idle_connections", label(), t.idle as f64);
+            self.gauge("fhirgate_upstream_in_flight", label(), t.in_flight as f64);
+        }
+    }
+}
+
+impl Metrics {
+    fn render_cache(&self, c: crate::cache::CacheStats) {
+        for (result, value) in [("hit", c.hits), ("miss", c.misses), ("bypass", c.bypasses)] {
+            self.counter(
+                "fhirgate_cache_requests_total",
+                vec![Label::new("result", result)],
+            )
+            .absolute(value);
+        }
+        for (reason, value) in [("size", c.evicted_size), ("expired", c.evicted_expired)] {
+            self.counter(
+                "fhirgate_cache_evictions_total",
+                vec![Label::new("reason", reason)],
+            )
+            .absolute(value);
+        }
+        self.counter("fhirgate_cache_invalidations_total", Vec::new())
+            .absolute(c.invalidations);
+        self.gauge("fhirgate_cache_bytes", Vec::new(), c.bytes as f64);
+        self.gauge("fhirgate_cache_entries", Vec::new(), c.entries as f64);
+    }
+}
+
 /// `GET {metrics.path}`: the current figures, with the totals owned by other parts copied in.
 pub(crate) fn scrape(pipeline: &crate::pipeline::Pipeline) -> Option<Response<Body>> {
     let metrics = pipeline.metrics.as_ref()?;
     let mut scraped = Scraped {
         ratelimit: pipeline.throttle.as_ref().map(|t| t.stats().snapshot()),
+        upstream: pipeline.upstream.snapshot(),
+        cache: pipeline.cache.as_ref().map(crate::cache::Cache::stats),
         ..Scraped::default()
     };
     if let Some(audit) = &pipeline.audit {
         scraped.audit_queue_depth = Some(audit.sink.queue_depth());
         scraped.audit_write_errors = Some(audit.sink.write_errors());
         scraped.audit_healthy = Some(audit.sink.is_healthy());
+    }
+    if let Some(r) = &pipeline.security.revocations {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = r.stats();
+        scraped.revocation = Some(RevocationFigures {
+            entries: r.len(),
+            notices: s.notices.load(Relaxed),
+            refusals: s.refusals.load(Relaxed),
+            redis_errors: s.redis_errors.load(Relaxed),
+            evicted: s.evicted.load(Relaxed),
+            redis_up: s.redis_up.load(Relaxed),
+        });
     }
     if let Some(verifier) = &pipeline.security.verifier {
         scraped.jwks_fetches = verifier

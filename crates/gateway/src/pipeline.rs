@@ -12,16 +12,20 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use fhirgate_fhir::Interaction;
 use http::{Method, Request, Response};
+use tracing::Instrument;
 
 use crate::audit::{Audit, RequestFacts};
+use crate::cache::{Cache, Lookup};
 use crate::completion::Completion;
 use crate::config::{GatewayConfig, Limits, base_path, base_string};
 use crate::cors::CorsConfig;
 use crate::ctx::RequestCtx;
 use crate::error::{GatewayError, error_chain};
 use crate::metrics::Metrics;
+use crate::reload::Reused;
 use crate::security::Security;
 use crate::throttle::Throttle;
+use crate::tracing_spans::{self, phase_span};
 use crate::upstream::{BuildError, Upstream};
 use crate::{
     audit, authenticate, authorize, classify, completion, forward, smart_discovery, throttle,
@@ -31,34 +35,60 @@ use crate::{
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 pub(crate) struct Pipeline {
-    pub(crate) upstream: Upstream,
+    /// `Arc`s (here and below) so that a reload can hand them to the next pipeline.
+    pub(crate) upstream: Arc<Upstream>,
     limits: Limits,
     /// FHIR base path without trailing slash (`""` when the API is at the root).
     pub(crate) base_path: String,
     pub(crate) security: Security,
-    pub(crate) throttle: Option<Throttle>,
+    pub(crate) throttle: Option<Arc<Throttle>>,
     pub(crate) audit: Option<Audit>,
     pub(crate) metrics: Option<Arc<Metrics>>,
     cors: CorsConfig,
+    /// Phase 5; rebuilt (empty) by a reload, whose authorization settings may differ.
+    pub(crate) cache: Option<Cache>,
 }
 
 impl Pipeline {
     pub(crate) fn new(config: &GatewayConfig) -> Result<Self, BuildError> {
+        Self::build(config, Reused::default())
+    }
+
+    /// A pipeline for `config`, taking the parts in `reused` from the running one (reload)
+    /// instead of building them.
+    pub(crate) fn build(config: &GatewayConfig, reused: Reused) -> Result<Self, BuildError> {
+        let upstream = match reused.upstream {
+            Some(upstream) => upstream,
+            None => Arc::new(Upstream::new(config)?),
+        };
+        let mut security = Security::new(config)?;
+        if let Some(verifier) = reused.verifier {
+            security.verifier = verifier;
+        }
+        let audit = match reused.audit {
+            Some(audit) => audit,
+            None => Audit::new(
+                config.audit.as_ref(),
+                std::iter::once(&config.public_base_url)
+                    .chain(config.upstream.target_urls())
+                    .map(base_string)
+                    .collect(),
+            )?,
+        };
         Ok(Pipeline {
-            upstream: Upstream::new(config)?,
+            upstream,
             limits: config.limits.clone(),
             base_path: base_path(&config.public_base_url),
-            security: Security::new(config)?,
-            throttle: Throttle::new(config.rate_limit.as_ref()),
-            audit: Audit::new(
-                config.audit.as_ref(),
-                vec![
-                    base_string(&config.public_base_url),
-                    base_string(&config.upstream.url),
-                ],
-            )?,
-            metrics: Metrics::new(&config.metrics).map(Arc::new),
+            security,
+            throttle: reused
+                .throttle
+                .unwrap_or_else(|| Throttle::new(config.rate_limit.as_ref()).map(Arc::new)),
+            audit,
+            metrics: reused
+                .metrics
+                .unwrap_or_else(|| Metrics::new(&config.metrics).map(Arc::new)),
             cors: config.cors.clone(),
+            cache: Cache::new(config.cache.as_ref()),
         })
     }
 
@@ -86,7 +116,10 @@ impl Pipeline {
         let query = audit::audit_query(request.uri().query());
         let discovery =
             request.uri().path().get(self.base_path.len()..) == Some(smart_discovery::WELL_KNOWN);
-        let (mut response, failure) = match self.run(&mut ctx, request).await {
+        // OpenTelemetry export only (disabled spans otherwise); see `tracing_spans`.
+        let span = tracing_spans::request_span(request.method(), request.headers());
+        let run = self.run(&mut ctx, request).instrument(span.clone());
+        let (mut response, failure) = match run.await {
             Ok(response) => (response, None),
             Err(err) => {
                 log_error(&ctx, &err);
@@ -99,6 +132,7 @@ impl Pipeline {
         };
         self.cors
             .decorate(origin.as_ref(), &below_base, &mut response);
+        tracing_spans::record_status(&span, response.status().as_u16());
         // 8. audit and metrics, when the response completes. Discovery is not a FHIR request.
         if discovery || (self.metrics.is_none() && self.audit.is_none()) {
             return response;
@@ -115,7 +149,10 @@ impl Pipeline {
             metrics: self.metrics.clone(),
             audit: self.audit.clone(),
         };
-        completion::complete(completion, response).await
+        let audit_span = span.in_scope(|| phase_span!("audit"));
+        completion::complete(completion, response)
+            .instrument(audit_span)
+            .await
     }
 
     async fn run(
@@ -139,10 +176,13 @@ impl Pipeline {
             self.base_path.len(),
             self.limits.max_form_body_size,
         )
+        .instrument(phase_span!("classify"))
         .await?;
         authorize::strip_client_context(&mut classified.parts.headers);
         // 2. authenticate
-        authenticate::authenticate(&self.security, ctx, &mut classified.parts).await?;
+        authenticate::authenticate(&self.security, ctx, &mut classified.parts)
+            .instrument(phase_span!("authenticate"))
+            .await?;
         // 3. authorize
         let plan = authorize::authorize(
             &self.security,
@@ -151,6 +191,7 @@ impl Pipeline {
             &mut classified,
             self.limits.max_body_size,
         )
+        .instrument(phase_span!("authorize"))
         .await?;
         let capabilities = ctx
             .fhir
@@ -161,14 +202,32 @@ impl Pipeline {
         }
         // 4. throttle
         let quota = match &self.throttle {
-            Some(throttle) => throttle.check(ctx, &classified.parts.headers).await?,
+            Some(throttle) => {
+                throttle
+                    .check(ctx, &classified.parts.headers)
+                    .instrument(phase_span!("throttle"))
+                    .await?
+            }
             None => Vec::new(),
         };
         if let Some(audit) = &self.audit {
             audit.check_writable(ctx)?;
         }
-        // 5. cache: not built yet.
+        // 5. cache
+        let lookup = match &self.cache {
+            Some(cache) => {
+                phase_span!("cache").in_scope(|| cache.lookup(ctx, &mut classified, &plan))
+            }
+            None => Lookup::Bypass,
+        };
+        if let Lookup::Hit(mut response) = lookup {
+            throttle::add_headers(response.headers_mut(), quota);
+            return Ok(response);
+        }
+        let _invalidate = self.cache.as_ref().and_then(|cache| cache.on_write(ctx));
         // 6. forward
+        let forward_span = phase_span!("forward");
+        tracing_spans::set_upstream_traceparent(&forward_span, &mut classified.parts.headers);
         let response = forward::forward(
             &self.upstream,
             ctx,
@@ -176,15 +235,21 @@ impl Pipeline {
             self.limits.max_body_size,
             self.limits.bundle_rewrite_max,
         )
+        .instrument(forward_span)
         .await?;
         // 7. verify
-        let response = verify::verify(&self.security, ctx, plan, response).await?;
+        let response = verify::verify(&self.security, ctx, plan, response)
+            .instrument(phase_span!("verify"))
+            .await?;
         let response = if capabilities {
             smart_discovery::amend_metadata(&self.security, response).await?
         } else {
             response
         };
-        let mut response = response;
+        let mut response = match &self.cache {
+            Some(cache) => cache.complete(ctx, lookup, response).await,
+            None => response,
+        };
         throttle::add_headers(response.headers_mut(), quota);
         Ok(response)
     }

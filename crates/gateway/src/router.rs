@@ -12,7 +12,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use crate::error::GatewayError;
-use crate::pipeline::Pipeline;
+use crate::reload::SharedPipeline;
 
 /// A service mounted next to the FHIR API. It receives the full, unstripped path.
 pub type MountedService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -23,12 +23,13 @@ pub(crate) struct Router {
 }
 
 struct RouterInner {
-    pipeline: Pipeline,
+    /// Loaded once per request: a reload swaps it while running requests keep theirs.
+    pipeline: SharedPipeline,
     mounts: Vec<(String, MountedService)>,
 }
 
 impl Router {
-    pub(crate) fn new(pipeline: Pipeline, mounts: Vec<(String, MountedService)>) -> Self {
+    pub(crate) fn new(pipeline: SharedPipeline, mounts: Vec<(String, MountedService)>) -> Self {
         Router {
             inner: Arc::new(RouterInner { pipeline, mounts }),
         }
@@ -43,9 +44,13 @@ impl Router {
         if path == "/healthz" || path == "/readyz" {
             return inner.route(request).await;
         }
-        let metrics = inner.pipeline.metrics.as_ref();
+        let pipeline = inner.pipeline.load_full();
+        if path == crate::admin::CACHE_PURGE_PATH {
+            return crate::admin::purge_cache(&pipeline, &request);
+        }
+        let metrics = pipeline.metrics.as_ref();
         if metrics.is_some_and(|m| m.path == path)
-            && let Some(answer) = crate::metrics::scrape(&inner.pipeline)
+            && let Some(answer) = crate::metrics::scrape(&pipeline)
         {
             return answer;
         }
@@ -63,11 +68,12 @@ fn under(path: &str, prefix: &str) -> bool {
 
 impl RouterInner {
     async fn route(&self, request: Request<Body>) -> Response<Body> {
+        let pipeline = self.pipeline.load_full();
         let path = request.uri().path();
         match path {
             "/healthz" => return text(StatusCode::OK, "ok"),
             "/readyz" => {
-                return if self.pipeline.upstream.is_ready().await {
+                return if pipeline.upstream.is_ready().await {
                     text(StatusCode::OK, "ready")
                 } else {
                     text(StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable")
@@ -75,12 +81,11 @@ impl RouterInner {
             }
             _ => {}
         }
-        if self
-            .pipeline
+        if pipeline
             .metrics
             .as_ref()
             .is_some_and(|m| m.path == path && !m.on_admin_listener)
-            && let Some(answer) = crate::metrics::scrape(&self.pipeline)
+            && let Some(answer) = crate::metrics::scrape(&pipeline)
         {
             return answer;
         }
@@ -91,8 +96,8 @@ impl RouterInner {
                 Err(never) => match never {},
             };
         }
-        if self.pipeline.base_path.is_empty() || under(path, &self.pipeline.base_path) {
-            return self.pipeline.handle(request).await;
+        if pipeline.base_path.is_empty() || under(path, &pipeline.base_path) {
+            return pipeline.handle(request).await;
         }
         GatewayError::RouteNotFound.to_response()
     }

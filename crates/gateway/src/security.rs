@@ -25,6 +25,9 @@ pub(crate) struct Security {
     /// The SMART configuration, serialised once.
     pub(crate) smart_document: Option<Bytes>,
     pub(crate) smart_value: Option<Arc<Value>>,
+    /// Token ids revoked at the authorization server (`auth.revocation`; revocation.rs).
+    /// Shared so a reload with the same `auth` section can keep the running subscriber.
+    pub(crate) revocations: Option<Arc<crate::revocation::Revocations>>,
 }
 
 impl Security {
@@ -55,6 +58,12 @@ impl Security {
             .as_ref()
             .and_then(|doc| serde_json::to_vec(doc).ok())
             .map(Bytes::from);
+        // Notices only matter when tokens are checked at all.
+        let revocations = auth
+            .revocation
+            .as_ref()
+            .filter(|_| verifier.is_some())
+            .map(|r| Arc::new(crate::revocation::Revocations::start(r)));
         Ok(Security {
             verifier,
             policy,
@@ -63,6 +72,7 @@ impl Security {
             upstream_base: base_string(&config.upstream.url),
             smart_document,
             smart_value: config.smart_configuration.clone().map(Arc::new),
+            revocations,
         })
     }
 }

@@ -20,6 +20,8 @@ pub struct AuthConfig {
     pub issuers: Vec<IssuerSettings>,
     /// Time source for token checks; tests inject a manual clock.
     pub clock: Clock,
+    /// Revocation notices through Redis (`auth.revocation`); `None` = none.
+    pub revocation: Option<crate::RevocationConfig>,
 }
 
 /// Whether requests must carry a valid access token.
@@ -57,6 +59,7 @@ impl AuthConfig {
             mode: AuthMode::Required,
             issuers,
             clock: Clock::system(),
+            revocation: None,
         }
     }
 
@@ -66,6 +69,7 @@ impl AuthConfig {
             mode: AuthMode::Disabled,
             issuers: Vec::new(),
             clock: Clock::system(),
+            revocation: None,
         }
     }
 }

@@ -8,31 +8,32 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tower::{Service, ServiceExt};
 
 use crate::config::GatewayConfig;
+use crate::connection::{self, Activity, DriveEnd, StallGuard, TrackedIo};
 use crate::error::GatewayError;
-use crate::layers::{CounterRequestId, GuardLayer};
-use crate::pipeline::{Pipeline, X_REQUEST_ID};
+use crate::layers::Front;
+use crate::pipeline::Pipeline;
+use crate::reload::{ReloadRequest, Reloader, SharedPipeline};
 use crate::router::{MountedService, Router};
 use crate::upstream::BuildError;
-
-/// Clients get this long to send their request headers (slowloris bound).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The gateway, configured and ready to serve on a listener.
 pub struct Gateway {
     config: GatewayConfig,
-    pipeline: Pipeline,
+    pipeline: SharedPipeline,
     mounts: Vec<(String, MountedService)>,
+    reloader: Reloader,
+    reload_requests: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -49,12 +50,27 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Result<Self, BuildError> {
-        let pipeline = Pipeline::new(&config)?;
+        let pipeline: SharedPipeline = Arc::new(ArcSwap::from_pointee(Pipeline::new(&config)?));
+        let reloader = Reloader::new(Arc::clone(&pipeline), config.clone());
         Ok(Gateway {
             config,
             pipeline,
             mounts: Vec::new(),
+            reloader,
+            reload_requests: None,
         })
+    }
+
+    /// Swaps in new configurations while serving (SIGHUP, `POST /admin/reload`).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Let `POST /admin/reload` on the admin listener ask the owner of the configuration
+    /// file to re-read it; the owner answers on the enclosed channel.
+    pub fn on_reload_request(mut self, requests: mpsc::Sender<ReloadRequest>) -> Self {
+        self.reload_requests = Some(requests);
+        self
     }
 
     /// Serve `service` for every path at or below `prefix` (e.g. `/auth`). The service sees
@@ -92,40 +108,19 @@ impl Gateway {
             Some(addr) => Some(crate::admin::spawn(
                 TcpListener::bind(addr).await?,
                 router.clone(),
+                self.reload_requests,
             )),
             None => None,
         };
-        let stack = ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(
-                X_REQUEST_ID,
-                CounterRequestId::new(),
-            ))
-            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &Request<Body>| {
-                        tracing::debug_span!(
-                            "request",
-                            method = %request.method(),
-                            path = request.uri().path(),
-                            request_id = request
-                                .headers()
-                                .get(X_REQUEST_ID)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-"),
-                        )
-                    })
-                    // Failures are logged once, by the pipeline, with their cause.
-                    .on_failure(()),
-            )
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(GuardLayer::new(limits.clone()))
-            .service(router);
+        let stack = Front::new(limits.clone(), router);
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(limits.header_read_timeout)
+            // Room over the limit so that most over-limit requests reach the count check
+            // below and get a 431 OperationOutcome; hyper answers a bare 431 beyond it.
+            .max_headers(limits.max_header_count.saturating_mul(4).max(100))
             // Room for the request line and header block, so that oversize headers reach the
             // guard layer and get a proper 431 OperationOutcome.
             .max_buf_size((limits.max_header_size + limits.max_uri_length + 4096).max(8192));
@@ -133,9 +128,29 @@ impl Gateway {
             u32::try_from(limits.max_header_size + limits.max_uri_length).unwrap_or(u32::MAX),
         );
 
-        let graceful = GracefulShutdown::new();
+        // One permit per open connection: beyond `max_connections` the loop stops accepting
+        // and new connections wait in the kernel's backlog, costing this process nothing.
+        let max_connections = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        let slots = Arc::new(Semaphore::new(max_connections as usize));
+        let (closing, closing_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            let slot = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    tracing::warn!(
+                        max_connections,
+                        "limits.max_connections reached: new connections wait in the accept backlog"
+                    );
+                    tokio::select! {
+                        slot = Arc::clone(&slots).acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(conn) => conn,
@@ -152,17 +167,56 @@ impl Gateway {
                 tracing::debug!(error = %err, "TCP_NODELAY not set");
             }
             let stack = stack.clone();
+            let activity = Activity::new();
+            let body_activity = Arc::clone(&activity);
+            let (body_timeout, max_header_count, max_header_size) = (
+                limits.body_read_timeout,
+                limits.max_header_count,
+                limits.max_header_size,
+            );
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let mut request = request.map(Body::new);
+                let mut request = request.map(|body| {
+                    Body::new(StallGuard::new(
+                        body,
+                        body_timeout,
+                        Arc::clone(&body_activity),
+                    ))
+                });
                 request.extensions_mut().insert(ConnectInfo(peer));
-                stack.clone().oneshot(request)
-            });
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection.into_owned());
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+                let too_many_headers = request.headers().len() > max_header_count;
+                let stack = stack.clone();
+                async move {
+                    if too_many_headers {
+                        let refusal = GatewayError::HeadersTooLarge {
+                            limit: max_header_size,
+                        }
+                        .to_response();
+                        return Ok(refusal.map(Either::Right));
+                    }
+                    stack
+                        .oneshot(request)
+                        .await
+                        .map(|response| response.map(Either::Left))
                 }
+            });
+            let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
+            let connection = http.serve_connection(io, service).into_owned();
+            let closing = closing_rx.clone();
+            let idle_timeout = limits.idle_timeout;
+            tokio::spawn(async move {
+                match connection::drive(connection, activity, idle_timeout, closing).await {
+                    Ok(()) => {}
+                    Err(DriveEnd::Error(err)) => {
+                        tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+                    }
+                    Err(DriveEnd::BodyStalled) => {
+                        tracing::info!(peer = %peer, "request body stalled past limits.body_read_timeout: connection closed");
+                    }
+                    Err(DriveEnd::Idle) => {
+                        tracing::debug!(peer = %peer, "connection idle past limits.idle_timeout twice: dropped");
+                    }
+                }
+                drop(slot);
             });
         }
         drop(listener);
@@ -170,20 +224,13 @@ impl Gateway {
             admin.abort();
         }
         tracing::info!(drain_time = %humantime::format_duration(drain_time), "shutting down: draining in-flight requests");
-        match tokio::time::timeout(drain_time, graceful.shutdown()).await {
-            Ok(()) => tracing::info!("all connections closed"),
+        // Ignored when no connection is open: nobody listens then.
+        let _ = closing.send(true);
+        match tokio::time::timeout(drain_time, slots.acquire_many(max_connections)).await {
+            Ok(_) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!("drain time elapsed with requests still in flight"),
         }
         Ok(())
     }
 }
 
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = %message, "request handler panicked");
-    GatewayError::Internal.to_response()
-}

@@ -5,10 +5,15 @@
 //! cover turns the whole answer into 403 (or 404 under `hide_existence`). A body that cannot
 //! be checked (over `verify_buffer_max`, compressed, not JSON) is refused with 502, never
 //! passed through or cut. Bundles arrive here already base-URL-rewritten by the forward
-//! phase's byte scanner, so each body is parsed once.
+//! phase's byte scanner. The check first runs on the bytes
+//! ([`fhirgate_smart::verify_response_bytes`], which reads only the members it checks):
+//! when nothing needs removing the body leaves unchanged; only otherwise is it parsed into
+//! a tree, filtered and re-serialised.
 
 use axum::body::Body;
-use fhirgate_smart::{BundlePlan, FilterOutcome, ResponseCheck, verify_response};
+use fhirgate_smart::{
+    BundlePlan, FilterOutcome, RawVerdict, ResponseCheck, verify_response, verify_response_bytes,
+};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::Value;
 
@@ -81,6 +86,35 @@ async fn check(
         // `Prefer: return=minimal` writes and deletes: nothing leaves.
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     }
+    let rewrite = memchr::memmem::find(&bytes, security.upstream_base.as_bytes()).is_some();
+    if let Verification::Resource(check) = &verification
+        && !rewrite
+    {
+        // The common case: nothing to remove, so the body leaves as the upstream sent it.
+        match verify_response_bytes(check, &bytes) {
+            Ok(RawVerdict::Unchanged(outcome)) => {
+                ctx.returned_patients = Some(outcome.patients);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                return Ok(Response::from_parts(parts, Body::from(bytes)));
+            }
+            Ok(RawVerdict::Filtered { body, outcome }) => {
+                ctx.returned_patients = Some(outcome.patients);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                return Ok(Response::from_parts(parts, Body::from(body)));
+            }
+            Ok(RawVerdict::NeedsTree) => {}
+            Err(reason) => {
+                return Err(GatewayError::Denied {
+                    reason,
+                    realm: security.realm.clone(),
+                });
+            }
+        }
+    }
     let mut value: Value =
         serde_json::from_slice(&bytes).map_err(|e| GatewayError::Unverifiable(e.into()))?;
     let outcome = match &verification {
@@ -102,7 +136,7 @@ async fn check(
         );
     }
     ctx.returned_patients = Some(outcome.patients);
-    if memchr::memmem::find(&bytes, security.upstream_base.as_bytes()).is_some() {
+    if rewrite {
         rewrite_bundle_urls(&mut value, &security.upstream_base, &security.realm);
     }
     let out = serde_json::to_vec(&value).map_err(|_| GatewayError::Internal)?;

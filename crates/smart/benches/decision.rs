@@ -1,11 +1,15 @@
 //! The hot path of authorization: one decision for a typical patient-scoped search, and
-//! the response check on a 100-entry searchset.
+//! the response check on 30- and 100-entry searchsets: the tree check
+//! (`filter_searchset`, which the gateway also re-serialises) against the byte-level one
+//! (`verify_response_bytes`, which passes the body through or splices entries out).
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use fhirgate_fhir::{FhirRequest, Interaction, ResourceType, SearchParams};
-use fhirgate_smart::{Decision, Grant, Policy, authorize, filter_searchset};
+use fhirgate_smart::{
+    Decision, Grant, Policy, RawVerdict, authorize, filter_searchset, verify_response_bytes,
+};
 use serde_json::{Value, json};
 
 fn search(query: &str) -> FhirRequest {
@@ -19,11 +23,15 @@ fn search(query: &str) -> FhirRequest {
     }
 }
 
-fn searchset(n: usize) -> Value {
+fn searchset(n: usize, foreign_includes: bool) -> Value {
     let entries: Vec<Value> = (0..n)
         .map(|i| {
             // Every tenth entry is another patient's include the check must remove.
-            let (patient, mode) = if i % 10 == 9 { ("p2", "include") } else { ("p1", "match") };
+            let (patient, mode) = if foreign_includes && i % 10 == 9 {
+                ("p2", "include")
+            } else {
+                ("p1", "match")
+            };
             json!({
                 "fullUrl": format!("https://gw.example/fhir/Observation/o{i}"),
                 "resource": {
@@ -70,7 +78,31 @@ fn benches(c: &mut Criterion) {
     let Decision::AllowWithin(within) = authorize(&grant, &explicit, &policy) else {
         return;
     };
-    let bundle = searchset(100);
+    for (n, foreign) in [(30, false), (30, true), (100, false), (100, true)] {
+        let bundle = searchset(n, foreign);
+        let bytes = serde_json::to_vec(&bundle).unwrap_or_default();
+        let label = if foreign {
+            "_with_foreign_includes"
+        } else {
+            "_own"
+        };
+        // What the gateway did before: parse, filter, serialise again.
+        c.bench_function(&format!("verify/tree_{n}{label}"), |b| {
+            b.iter(|| {
+                let mut body: Value = serde_json::from_slice(black_box(&bytes)).unwrap_or_default();
+                let outcome = filter_searchset(&within.check, &mut body);
+                (outcome, serde_json::to_vec(&body).unwrap_or_default())
+            })
+        });
+        c.bench_function(&format!("verify/bytes_{n}{label}"), |b| {
+            b.iter(|| {
+                let verdict = verify_response_bytes(&within.check, black_box(&bytes));
+                assert!(!matches!(verdict, Ok(RawVerdict::NeedsTree)));
+                verdict
+            })
+        });
+    }
+    let bundle = searchset(100, true);
     c.bench_function("verify/filter_searchset_100", |b| {
         b.iter_batched(
             || bundle.clone(),

@@ -48,6 +48,12 @@
 //! }
 //! ```
 //!
+//! [`verify_response_bytes`] is the same check on the response bytes, for the hot path: it
+//! reads only the members the check looks at, and answers "pass the body unchanged",
+//! "these `include` entries were cut out", or "parse the tree and call
+//! [`verify_response`]" (anything else to remove, or members the check reads that appear
+//! twice).
+//!
 //! Batch and transaction bodies go through [`authorize_bundle`], which decides every entry
 //! on its own (a transaction is all-or-nothing); [`BundlePlan::rewrite`] prepares the body
 //! to forward and [`BundlePlan::finish_response`] verifies the batch-response and puts the
@@ -99,6 +105,7 @@ pub mod restriction;
 pub mod scope;
 mod search_rules;
 mod verify;
+mod verify_raw;
 
 pub use authorize::authorize;
 pub use body::RequestBodyCheck;
@@ -111,3 +118,4 @@ pub use scope::{
 pub use verify::{
     FilterOutcome, ResponseCheck, filter_searchset, verify_resource, verify_response,
 };
+pub use verify_raw::{RawVerdict, verify_response_bytes};

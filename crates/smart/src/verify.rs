@@ -262,18 +262,20 @@ pub fn filter_searchset(
         obj.remove("total");
     }
     if outcome.removed() > 0 {
-        let oo = OperationOutcome::single(
-            IssueSeverity::Warning,
-            IssueType::Suppressed,
-            format!(
-                "{} entries were removed because the access token does not allow them",
-                outcome.removed()
-            ),
-        );
+        let oo = suppressed_outcome(outcome.removed());
         // Only searchsets carry outcome entries; a history Bundle just loses the entries.
         let _ = append_outcome_entry(bundle, &oo);
     }
     Ok(outcome)
+}
+
+/// The OperationOutcome a searchset gets when entries were removed.
+pub(crate) fn suppressed_outcome(removed: usize) -> OperationOutcome {
+    OperationOutcome::single(
+        IssueSeverity::Warning,
+        IssueType::Suppressed,
+        format!("{removed} entries were removed because the access token does not allow them"),
+    )
 }
 
 /// Verify any successful (2xx) JSON response body under a check: Bundles of type

@@ -36,6 +36,9 @@ struct Shared {
     outage: AtomicBool,
     delay_ms: AtomicU64,
     oversized: AtomicBool,
+    /// Served instead of the key set / the introspection answer while set.
+    jwks_override: Mutex<Option<String>>,
+    introspection_override: Mutex<Option<String>>,
     openid_discovery: AtomicBool,
     cache_control: Mutex<Option<String>>,
     discovery_issuer: Mutex<Option<String>>,
@@ -175,6 +178,18 @@ impl TestIssuer {
         self.shared.oversized.store(on, Ordering::SeqCst);
     }
 
+    /// While `Some`, the JWKS endpoint answers 200 `application/json` with exactly this text
+    /// (garbage, an empty object, keys of the wrong shape) instead of the key set.
+    pub fn set_jwks_body(&self, body: Option<&str>) {
+        *lock(&self.shared.jwks_override) = body.map(str::to_owned);
+    }
+
+    /// While `Some`, the introspection endpoint answers 200 `application/json` with exactly
+    /// this text to every authenticated request.
+    pub fn set_introspection_body(&self, body: Option<&str>) {
+        *lock(&self.shared.introspection_override) = body.map(str::to_owned);
+    }
+
     /// Serve `/.well-known/openid-configuration` (default) or only the RFC 8414 document.
     pub fn set_openid_discovery(&self, on: bool) {
         self.shared.openid_discovery.store(on, Ordering::SeqCst);
@@ -274,6 +289,9 @@ async fn jwks(State(s): State<Arc<Shared>>) -> Response {
     if let Some(r) = gate(&s).await {
         return r;
     }
+    if let Some(body) = lock(&s.jwks_override).clone() {
+        return raw_json(body);
+    }
     let mut keys: Vec<Value> = lock(&s.keys).iter().map(TestKey::jwk).collect();
     keys.extend(lock(&s.raw_jwks_entries).iter().cloned());
     let mut doc = json!({ "keys": keys });
@@ -318,11 +336,23 @@ async fn introspect(
         )
             .into_response();
     }
+    if let Some(body) = lock(&s.introspection_override).clone() {
+        return raw_json(body);
+    }
     let body = form
         .get("token")
         .and_then(|t| lock(&s.opaque).get(t).cloned())
         .unwrap_or_else(|| json!({"active": false}));
     axum::Json(body).into_response()
+}
+
+/// 200 with a body that claims to be JSON whatever it holds.
+fn raw_json(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
 }
 
 /// A server that counts every request it receives; tests assert it saw none.

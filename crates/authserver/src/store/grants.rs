@@ -145,11 +145,16 @@ impl Store {
             .optional()?)
     }
 
-    /// Revokes a grant and so every access and refresh token issued under it.
-    pub fn revoke_grant(&self, id: &str) -> Result<()> {
-        self.conn()?
-            .execute("UPDATE grants SET revoked = 1 WHERE id = ?1", params![id])?;
-        Ok(())
+    /// Revokes a grant and so every access and refresh token issued under it. Returns the
+    /// access tokens (`jti`, `exp`) it ended, for revocation notices to gateways that verify
+    /// JWTs locally.
+    pub fn revoke_grant(&self, id: &str) -> Result<Vec<(String, u64)>> {
+        let mut c = self.conn()?;
+        let tx = c.transaction()?;
+        let ended = live_access_tokens(&tx, "id", id)?;
+        tx.execute("UPDATE grants SET revoked = 1 WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(ended)
     }
 
     pub fn insert_code(&self, hash: &[u8], c: &CodeRecord) -> Result<()> {
@@ -326,4 +331,19 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// `(jti, exp)` of the access tokens of not yet revoked grants whose `column` (`id` or
+/// `client_id`) is `value`: what revoking those grants ends (announced once, not again).
+pub(crate) fn live_access_tokens(
+    c: &rusqlite::Connection,
+    column: &'static str,
+    value: &str,
+) -> Result<Vec<(String, u64)>> {
+    let mut st = c.prepare(&format!(
+        "SELECT a.jti, a.expires_at FROM access_tokens a JOIN grants g ON g.id = a.grant_id
+         WHERE g.{column} = ?1 AND g.revoked = 0"
+    ))?;
+    let rows = st.query_map(params![value], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }

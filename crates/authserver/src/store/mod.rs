@@ -353,7 +353,9 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    pub fn delete_client(&self, client_id: &str) -> Result<bool> {
+    /// Deletes a client and revokes its grants; also returns the access tokens (`jti`,
+    /// `exp`) that ended with them.
+    pub fn delete_client(&self, client_id: &str) -> Result<(bool, Vec<(String, u64)>)> {
         let mut c = self.conn()?;
         let tx = c.transaction()?;
         let n = tx.execute(
@@ -361,12 +363,13 @@ impl Store {
             params![client_id],
         )?;
         // A removed client's outstanding grants die with it.
+        let ended = grants::live_access_tokens(&tx, "client_id", client_id)?;
         tx.execute(
             "UPDATE grants SET revoked = 1 WHERE client_id = ?1",
             params![client_id],
         )?;
         tx.commit()?;
-        Ok(n > 0)
+        Ok((n > 0, ended))
     }
 }
 

@@ -115,6 +115,11 @@ async fn serve(router: axum::Router) -> String {
 }
 
 pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// [`start`] with the configuration adjusted before the server opens.
+pub async fn start_with(tweak: impl FnOnce(&mut AuthConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
@@ -125,6 +130,7 @@ pub async fn start() -> Harness {
     cfg.clock = clock.clone();
     cfg.admin_token = Some(ADMIN_TOKEN.into());
     cfg.cors_origins = vec!["https://cors.example".into()];
+    tweak(&mut cfg);
     let server = AuthServer::open(cfg).unwrap();
 
     let es_key = ClientKey::ec384();

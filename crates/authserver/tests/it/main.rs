@@ -11,5 +11,6 @@ mod harness;
 mod introspection;
 mod negative_authorize;
 mod negative_token;
+mod notices;
 mod refresh;
 mod standalone;

@@ -1,5 +1,8 @@
 //! `fhirgate auth ...` subcommands: administer the embedded authorization server's store
-//! (users, clients, the picker's patients, launch contexts, keys) and mint tokens.
+//! (users, clients, the picker's patients, launch contexts, keys) and mint tokens; `serve`
+//! runs the server alone (`auth/serve.rs`).
+
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +108,8 @@ pub enum AuthCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run the authorization server alone (scaled-out layout; one instance per data dir).
+    Serve(serve::ServeArgs),
     /// Add a new signing key; old keys stay published until their tokens have expired.
     RotateKeys {
         #[command(flatten)]
@@ -192,6 +197,7 @@ fn parse_kind(s: &str) -> Result<ClientKind, String> {
 
 pub fn run(command: AuthCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AuthCommand::Serve(args) => serve::run(args),
         AuthCommand::User { store, command } => user(&store.open()?, command),
         AuthCommand::Client { store, command } => client(&store.open()?, command),
         AuthCommand::Patient { store, command } => patient(&store.open()?, command),

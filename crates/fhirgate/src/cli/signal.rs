@@ -27,3 +27,39 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("SIGTERM received"),
     }
 }
+
+/// Every SIGHUP, as a stream of wake-ups (`recv` resolves once per signal, bursts coalesced).
+/// On platforms without SIGHUP, or when it cannot be registered, it never resolves.
+pub struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::sync::Mutex<tokio::signal::unix::Signal>>,
+}
+
+impl Hangups {
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let signal =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                    Ok(signal) => Some(tokio::sync::Mutex::new(signal)),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot listen for SIGHUP: reload by signal is off");
+                        None
+                    }
+                };
+            Hangups { signal }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    pub async fn recv(&self) {
+        #[cfg(unix)]
+        if let Some(signal) = &self.signal
+            && signal.lock().await.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}

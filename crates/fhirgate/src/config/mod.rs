@@ -7,6 +7,8 @@
 
 mod locate;
 mod raw;
+#[cfg(test)]
+mod reference;
 mod validate;
 
 use std::fmt;

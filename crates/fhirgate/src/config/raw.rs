@@ -28,6 +28,41 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub cors: RawCors,
+    /// Response cache; absent: nothing cached.
+    pub cache: Option<RawCache>,
+    /// OpenTelemetry export of the phase spans; absent: off.
+    pub tracing: Option<RawTracing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<Scalar>,
+    pub service_name: Option<Scalar>,
+    pub sample_ratio: Option<Scalar>,
+    pub protocol: Option<Scalar>,
+    pub timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_memory: Option<Scalar>,
+    pub max_entry_size: Option<Scalar>,
+    pub default_ttl: Option<Scalar>,
+    pub statuses: Option<Vec<Scalar>>,
+    #[serde(default)]
+    pub rules: Vec<RawCacheRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheRule {
+    #[serde(default)]
+    pub resource_types: Vec<Scalar>,
+    #[serde(default)]
+    pub interactions: Vec<Scalar>,
+    pub ttl: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +92,18 @@ pub struct RawAuth {
     /// Each entry denies unknown keys itself (`fhirgate_tokens::IssuerConfig`).
     #[serde(default)]
     pub issuers: Vec<fhirgate_tokens::IssuerConfig>,
+    /// Revocation notices from the authorization server through Redis.
+    pub revocation: Option<RawRevocation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub redis_url: Option<Scalar>,
+    pub channel: Option<Scalar>,
+    pub max_entries: Option<Scalar>,
+    pub timeout: Option<Scalar>,
+    pub resync_interval: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +133,26 @@ pub struct RawUpstream {
     pub response_timeout: Option<Scalar>,
     pub pool_max_idle_per_host: Option<Scalar>,
     pub pool_idle_timeout: Option<Scalar>,
+    /// Several servers instead of `url` (the same FHIR base path on each).
+    pub targets: Option<Vec<Scalar>>,
+    pub balance: Option<Scalar>,
+    pub retries: Option<RawRetries>,
+    pub health: Option<RawHealth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub max: Option<Scalar>,
+    pub budget_percent: Option<Scalar>,
+    pub on: Option<Vec<Scalar>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub failures_to_eject: Option<Scalar>,
+    pub eject_for: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +164,11 @@ pub struct RawLimits {
     pub max_concurrent_requests: Option<Scalar>,
     pub bundle_rewrite_max: Option<Scalar>,
     pub max_form_body_size: Option<Scalar>,
+    pub header_read_timeout: Option<Scalar>,
+    pub body_read_timeout: Option<Scalar>,
+    pub idle_timeout: Option<Scalar>,
+    pub max_connections: Option<Scalar>,
+    pub max_header_count: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

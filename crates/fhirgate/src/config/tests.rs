@@ -168,3 +168,32 @@ fn misspelled_security_keys_and_bad_values_stop_start_up() {
     let keys: Vec<&str> = bad.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, vec!["auth.issuers", "authorization.forward_token"]);
 }
+
+#[test]
+fn revocation_notices_are_read_with_defaults_and_bad_values_named() {
+    let on = parse(&format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: https://idp.example\n  revocation:\n    redis_url: redis://127.0.0.1:6379/0\n    max_entries: 10\n"
+    ))
+    .unwrap()
+    .gateway;
+    let r = on.auth.revocation.unwrap();
+    assert_eq!(r.channel, "fhirgate:revocations");
+    assert_eq!(r.max_entries, 10);
+    assert_eq!(r.timeout, Duration::from_secs(2));
+    let off = parse(&format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: https://idp.example\n"
+    ))
+    .unwrap()
+    .gateway;
+    assert!(off.auth.revocation.is_none());
+    let bad = parse(&format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: https://idp.example\n  revocation:\n    redis_url: http://nope\n"
+    ))
+    .unwrap_err();
+    assert_eq!(bad[0].key, "auth.revocation.redis_url");
+    let typo = parse(&format!(
+        "{BASE}auth:\n  issuers:\n    - issuer: https://idp.example\n  revocation:\n    redis_url: redis://r\n    chanel: x\n"
+    ))
+    .unwrap_err();
+    assert!(typo[0].message.contains("chanel"), "{typo:?}");
+}

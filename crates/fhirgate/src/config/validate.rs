@@ -12,6 +12,12 @@ use super::raw::{RawConfig, Scalar};
 
 /// `rate_limit`, `audit` and `metrics`.
 mod traffic;
+/// `cache`.
+mod cache;
+/// `tracing` (OpenTelemetry export).
+mod tracing;
+/// `upstream.targets`, `balance`, `retries` and `health`.
+mod upstream;
 
 /// One problem with one key; positions are added by the caller, which has the source text.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +125,7 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
     let public = p.base_url("public_base_url", raw.public_base_url.as_ref());
     let upstream_raw = raw.upstream.as_ref();
     let upstream_url = match upstream_raw {
-        Some(up) => p.base_url("upstream.url", up.url.as_ref()),
+        Some(up) => upstream::url(&mut p, up),
         None => {
             p.push("upstream", "is required (at least `upstream.url`)");
             None
@@ -178,6 +184,7 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
                 ),
             }
         }
+        upstream::validate(&mut p, up, c);
     }
     let l = &raw.limits;
     let limits = &mut config.limits;
@@ -209,6 +216,34 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
         l.max_form_body_size.as_ref(),
         &mut limits.max_form_body_size,
     );
+    p.duration(
+        "limits.header_read_timeout",
+        l.header_read_timeout.as_ref(),
+        &mut limits.header_read_timeout,
+    );
+    p.duration(
+        "limits.body_read_timeout",
+        l.body_read_timeout.as_ref(),
+        &mut limits.body_read_timeout,
+    );
+    p.duration(
+        "limits.idle_timeout",
+        l.idle_timeout.as_ref(),
+        &mut limits.idle_timeout,
+    );
+    p.count(
+        "limits.max_connections",
+        l.max_connections.as_ref(),
+        &mut limits.max_connections,
+    );
+    if u32::try_from(limits.max_connections).is_err() {
+        p.push("limits.max_connections", "must be at most 4294967295");
+    }
+    p.count(
+        "limits.max_header_count",
+        l.max_header_count.as_ref(),
+        &mut limits.max_header_count,
+    );
     if limits.max_header_size < 1024 {
         p.push("limits.max_header_size", "must be at least 1KiB");
     }
@@ -222,6 +257,8 @@ pub fn validate(raw: &RawConfig) -> Result<GatewayConfig, Vec<Problem>> {
     );
     security(&mut p, raw, &mut config);
     traffic::validate(&mut p, raw, &mut config);
+    cache::validate(&mut p, raw, &mut config);
+    config.tracing = tracing::validate(&mut p, raw.tracing.as_ref());
 
     if p.0.is_empty() && urls_valid {
         Ok(config)
@@ -278,6 +315,10 @@ fn security(p: &mut Problems, raw: &RawConfig, config: &mut GatewayConfig) {
                 format!("issuer {:?}: {}: {}", e.issuer, e.field, e.message),
             ),
         }
+    }
+
+    if let Some(r) = &raw.auth.revocation {
+        revocation(p, r, config);
     }
 
     let a = &raw.authorization;
@@ -349,4 +390,48 @@ fn security(p: &mut Problems, raw: &RawConfig, config: &mut GatewayConfig) {
             );
         }
     }
+}
+
+/// `auth.revocation`: where the authorization server's revocation notices are read.
+fn revocation(p: &mut Problems, raw: &super::raw::RawRevocation, config: &mut GatewayConfig) {
+    let Some(Scalar(url)) = &raw.redis_url else {
+        p.push(
+            "auth.revocation.redis_url",
+            "is required (e.g. redis://127.0.0.1:6379/0)",
+        );
+        return;
+    };
+    let mut r = match fhirgate_gateway::RevocationConfig::new(url.trim()) {
+        Ok(r) => r,
+        Err(e) => {
+            p.push("auth.revocation.redis_url", e.to_string());
+            return;
+        }
+    };
+    if let Some(Scalar(channel)) = &raw.channel {
+        let channel = channel.trim();
+        if channel.is_empty() {
+            p.push("auth.revocation.channel", "must not be empty");
+        } else {
+            channel.clone_into(&mut r.channel);
+        }
+    }
+    p.count(
+        "auth.revocation.max_entries",
+        raw.max_entries.as_ref(),
+        &mut r.max_entries,
+    );
+    p.duration("auth.revocation.timeout", raw.timeout.as_ref(), &mut r.timeout);
+    p.duration(
+        "auth.revocation.resync_interval",
+        raw.resync_interval.as_ref(),
+        &mut r.resync_interval,
+    );
+    if config.auth.mode == fhirgate_gateway::AuthMode::Disabled {
+        p.push(
+            "auth.revocation",
+            "has no effect with auth.mode: disabled (no token is checked)",
+        );
+    }
+    config.auth.revocation = Some(r);
 }

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod check_config;
+mod examples;
+mod otel;
 mod serve;
 
 use std::path::PathBuf;

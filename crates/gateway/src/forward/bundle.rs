@@ -93,13 +93,7 @@ fn skip_value(body: &[u8], start: usize) -> Option<usize> {
     let mut depth: usize = 0;
     let mut i = start;
     loop {
-        let rest = body.get(i..)?;
-        // A plain scan, not memchr (at most three needles): outside strings only a few bytes
-        // separate one string from the next, so this finds the next quote almost at once.
-        let offset = rest
-            .iter()
-            .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))?;
-        let at = i + offset;
+        let at = next_structural(body, i)?;
         match body.get(at)? {
             b'"' => i = string_end(body, at + 1)? + 1,
             b'{' | b'[' => {
@@ -115,6 +109,26 @@ fn skip_value(body: &[u8], start: usize) -> Option<usize> {
             }
         }
     }
+}
+
+/// Index of the first `"`, `{`, `}`, `[` or `]` at or after `start`. Eight bytes at a time:
+/// memchr takes at most three needles, and outside strings the next one is usually close.
+fn next_structural(body: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    while let Some(chunk) = body.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        // Setting bit 5 folds `[` onto `{` and `]` onto `}`, and no other byte onto either.
+        let folded = word | (ONES * 0x20);
+        let hits = bytes_equal(word, b'"') | bytes_equal(folded, b'{') | bytes_equal(folded, b'}');
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    body.get(i..)?
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+        .map(|offset| i + offset)
 }
 
 /// Index of the closing quote of a string whose content starts at `start`.
@@ -264,6 +278,18 @@ mod tests {
             let parsed = oracle::rewrite_bundle_serde(body.as_bytes(), FROM, TO);
             assert!(parsed.is_some(), "{body}");
             assert_eq!(scanned, parsed, "{body}");
+        }
+    }
+
+    #[test]
+    fn structural_bytes_are_found_at_every_offset() {
+        for b in 0..=255u8 {
+            for at in 0..20 {
+                let mut body = vec![b'a'; 24];
+                body[at] = b;
+                let expected = matches!(b, b'"' | b'{' | b'}' | b'[' | b']').then_some(at);
+                assert_eq!(next_structural(&body, 0), expected, "byte {b:#x} at {at}");
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use http_body_util::LengthLimitError;
 use crate::classify::Classified;
 use crate::ctx::RequestCtx;
 use crate::error::{BoxError, GatewayError};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 use fhirgate_fhir::ClassifyError;
 
 pub(crate) async fn forward(
@@ -41,11 +41,10 @@ pub(crate) async fn forward(
     let request = upstream_request(upstream, ctx, fhir, parts, body, params_in_body)?;
 
     let started = Instant::now();
-    let sent = tokio::time::timeout(upstream.response_timeout, upstream.client.request(request));
-    let response = match sent.await {
-        Ok(Ok(response)) => response,
-        Ok(Err(err)) => return Err(client_error(err, upstream, max_body_size)),
-        Err(_) => return Err(GatewayError::UpstreamTimeout(upstream.response_timeout)),
+    // The client bounds the wait for response headers itself, per attempt.
+    let response = match upstream.client.request(request).await {
+        Ok(response) => response,
+        Err(err) => return Err(client_error(err, max_body_size)),
     };
     ctx.timings.upstream_headers = Some(started.elapsed());
 
@@ -116,23 +115,21 @@ fn upstream_request(
 }
 
 /// Map a client failure: the request body hitting its limit is the client's fault (413);
-/// a connect timeout is a timeout (504); anything else means the upstream is unusable (502).
-fn client_error(
-    err: hyper_util::client::legacy::Error,
-    upstream: &Upstream,
-    max_body_size: u64,
-) -> GatewayError {
+/// a connect or response timeout is a timeout (504); anything else means the upstream is
+/// unusable (502).
+fn client_error(err: UpstreamError, max_body_size: u64) -> GatewayError {
+    match err {
+        UpstreamError::ConnectTimeout { after, .. } | UpstreamError::Timeout { after, .. } => {
+            return GatewayError::UpstreamTimeout(after);
+        }
+        _ => {}
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(cause) = source {
         if cause.is::<LengthLimitError>() {
             return GatewayError::BodyTooLarge {
                 limit: max_body_size,
             };
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return GatewayError::UpstreamTimeout(upstream.connect_timeout);
         }
         source = cause.source();
     }

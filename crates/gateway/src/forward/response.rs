@@ -8,21 +8,22 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Response, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::Incoming;
 
 use super::headers::{rewrite_locations, strip_hop_by_hop};
 use crate::error::GatewayError;
-use crate::upstream::Upstream;
+use crate::upstream::{AnsweredBy, Upstream, UpstreamBody};
 
 pub(crate) async fn finish(
     upstream: &Upstream,
     may_be_bundle: bool,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     bundle_rewrite_max: usize,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = response.into_parts();
+    let answered_by = parts.extensions.remove::<AnsweredBy>();
+    let base = answered_by.as_ref().map_or(upstream.base.as_str(), |a| &a.0);
     strip_hop_by_hop(&mut parts.headers);
-    rewrite_locations(&mut parts.headers, &upstream.base, &upstream.public_base);
+    rewrite_locations(&mut parts.headers, base, &upstream.public_base);
     // The client may speak another HTTP version than the upstream connection.
     parts.version = http::Version::default();
 
@@ -41,7 +42,9 @@ pub(crate) async fn finish(
     }
     if may_be_bundle && status.is_success() && is_fhir_json(content_type) {
         let length = content_length(&parts.headers);
-        let body = rewrite_bundle_body(upstream, body, length, bundle_rewrite_max).await?;
+        let body =
+            rewrite_bundle_body(base, &upstream.public_base, body, length, bundle_rewrite_max)
+                .await?;
         if let Some(len) = body.1 {
             parts
                 .headers
@@ -55,8 +58,9 @@ pub(crate) async fn finish(
 /// Buffer the body (up to `max`) and rewrite it; returns the body and its new length if it was
 /// buffered. Bodies over the limit stream unmodified.
 async fn rewrite_bundle_body(
-    upstream: &Upstream,
-    mut body: Incoming,
+    from: &str,
+    to: &str,
+    mut body: UpstreamBody,
     length: Option<u64>,
     max: usize,
 ) -> Result<(Body, Option<usize>), GatewayError> {
@@ -90,7 +94,7 @@ async fn rewrite_bundle_body(
         }
     }
     let bytes = buffer.freeze();
-    let bytes = match super::bundle::rewrite_bundle(&bytes, &upstream.base, &upstream.public_base) {
+    let bytes = match super::bundle::rewrite_bundle(&bytes, from, to) {
         Some(rewritten) => Bytes::from(rewritten),
         None => bytes,
     };

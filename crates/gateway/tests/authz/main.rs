@@ -11,6 +11,7 @@ mod discovery;
 mod patient;
 mod tokens;
 mod upstream;
+mod verified_bytes;
 
 use fhirgate_gateway::{AuthConfig, GatewayConfig};
 use fhirgate_testkit::gateway::{self, PUBLIC_BASE, TestGateway};

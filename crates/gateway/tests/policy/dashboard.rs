@@ -49,6 +49,7 @@ async fn the_dashboard_only_uses_exported_metrics() {
         c.rate_limit = Some(rate_limit(serde_json::json!({
             "rules": [{"name": "per-client", "key": "client_id", "per_minute": 1}]
         })));
+        c.cache = Some(fhirgate_gateway::CacheConfig::new());
     })
     .await;
     let t1 = env.t1();

@@ -41,7 +41,7 @@ pub(super) fn validate(p: &mut Problems, raw: &RawConfig, config: &mut GatewayCo
     }
     if let Some(Scalar(text)) = &m.admin_listen {
         match text.trim().parse::<std::net::SocketAddr>() {
-            Ok(addr) if Some(addr) == raw_listen(raw) => p.push(
+            Ok(addr) if addr.port() != 0 && Some(addr) == raw_listen(raw) => p.push(
                 "metrics.admin_listen",
                 "must differ from listen (leave it out to serve metrics on the main listener)",
             ),

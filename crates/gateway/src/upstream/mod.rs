@@ -1,19 +1,23 @@
-//! The pooled client to the upstream FHIR server, and the cached readiness probe behind
-//! `/readyz`.
+//! The upstream FHIR server(s): the client every forwarded request goes through (our own
+//! connection pool over hyper's HTTP/1.1 and HTTP/2 connections, with balancing, retries and
+//! passive health per target), and the cached readiness probe behind `/readyz`.
 
+mod client;
+mod connect;
+mod pool;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::{HeaderValue, Request, header};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Mutex;
 
 use crate::config::{GatewayConfig, base_string};
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub(crate) use client::{AnsweredBy, Client};
+pub(crate) use pool::UpstreamBody;
 
 /// Why the gateway could not be built from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +34,48 @@ pub enum BuildError {
     /// The audit directory cannot be opened or its chain cannot be continued.
     #[error("audit trail: {0}")]
     Audit(#[from] fhirgate_audit::AuditError),
+    /// An upstream target URL the client cannot connect to (no host or port).
+    #[error("unusable upstream target: {0}")]
+    Target(String),
+}
+
+/// Why an upstream request failed. Messages name the target for the log; the client only
+/// ever sees the OperationOutcome of the [`crate::GatewayError`] it maps to.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("connecting to {target} failed")]
+    Connect {
+        target: Arc<str>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {target} timed out after {}", humantime::format_duration(*.after))]
+    ConnectTimeout { target: Arc<str>, after: Duration },
+    #[error("HTTP handshake with {target} failed")]
+    Handshake {
+        target: Arc<str>,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("request to {target} failed")]
+    Request {
+        target: Arc<str>,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("no response headers from {target} within {}", humantime::format_duration(*.after))]
+    Timeout { target: Arc<str>, after: Duration },
+    #[error("the request could not be resent")]
+    NotRetried,
 }
 
 /// How long a readiness answer is reused, so probes never load the upstream.
 const READINESS_TTL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Upstream {
-    pub(crate) client: HttpClient,
-    /// Upstream base without a trailing slash, e.g. `http://10.0.0.5:8080/fhir`.
+    pub(crate) client: Client,
+    /// Base of the first target without a trailing slash, e.g. `http://10.0.0.5:8080/fhir`.
+    /// Requests may be built under it: the client keeps only their path and query.
     pub(crate) base: String,
     /// Public base without a trailing slash, what upstream URLs are rewritten to.
     pub(crate) public_base: String,
@@ -49,26 +87,25 @@ pub(crate) struct Upstream {
     readiness: Mutex<Option<(Instant, bool)>>,
 }
 
+/// One target's figures for the metrics.
+pub(crate) struct TargetSnapshot {
+    pub(crate) target: String,
+    pub(crate) requests: u64,
+    pub(crate) failures: u64,
+    pub(crate) connects: u64,
+    pub(crate) connect_errors: u64,
+    pub(crate) reused: u64,
+    pub(crate) retries: u64,
+    pub(crate) ejections: u64,
+    pub(crate) ejected: bool,
+    pub(crate) idle: usize,
+    pub(crate) in_flight: usize,
+}
+
 impl Upstream {
     pub(crate) fn new(config: &GatewayConfig) -> Result<Self, BuildError> {
         let up = &config.upstream;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(up.connect_timeout));
-        // An explicit provider: `ClientConfig::builder()` would panic if several crypto
-        // providers end up linked into the binary.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(up.pool_max_idle_per_host)
-            .pool_idle_timeout(up.pool_idle_timeout)
-            .build(https);
+        let client = Client::new(up)?;
         let forwarded_proto = HeaderValue::from_str(config.public_base_url.scheme())
             .unwrap_or(HeaderValue::from_static("https"));
         Ok(Upstream {
@@ -80,6 +117,29 @@ impl Upstream {
             response_timeout: up.response_timeout,
             readiness: Mutex::new(None),
         })
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<TargetSnapshot> {
+        self.client
+            .targets()
+            .iter()
+            .map(|t| {
+                let s = &t.stats;
+                TargetSnapshot {
+                    target: t.address.label.to_string(),
+                    requests: s.requests.load(Ordering::Relaxed),
+                    failures: s.failures.load(Ordering::Relaxed),
+                    connects: s.connects.load(Ordering::Relaxed),
+                    connect_errors: s.connect_errors.load(Ordering::Relaxed),
+                    reused: s.reused.load(Ordering::Relaxed),
+                    retries: s.retries.load(Ordering::Relaxed),
+                    ejections: s.ejections.load(Ordering::Relaxed),
+                    ejected: t.is_ejected(),
+                    idle: t.idle_count(),
+                    in_flight: t.in_flight.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 
     /// Whether the upstream answers HTTP at all (any status below 500 counts). The answer is

@@ -1,0 +1,446 @@
+//! Response verification on the bytes, without building the whole JSON tree: the fast path
+//! of the backstop for the common case where the upstream returned only what the grant
+//! covers.
+//!
+//! Building a `serde_json::Value` for a 30-entry searchset and writing it back out cost more
+//! than everything else the gateway does for the request. The check itself reads only a
+//! handful of members of each resource (`resourceType`, `id`, the compartment reference
+//! elements, the elements behind enforceable restrictions, `contained`, ...), so each
+//! resource is read into a *sparse* tree holding just those top-level members and the rest
+//! is skipped. [`ResponseCheck`]'s verdict on the sparse tree is its verdict on the whole
+//! resource. When every entry is visible the body leaves byte for byte as it came; when
+//! only `include` entries must go, they are cut out of the text and the rest is kept as is.
+//!
+//! Anything else is [`RawVerdict::NeedsTree`]: the caller parses the tree and runs
+//! [`crate::verify_response`], which removes entries and re-serialises. That includes bodies
+//! whose meaning depends on the parser: a member the check reads that appears twice at any
+//! depth (`"subject"` twice, or `"reference"` twice inside it). serde_json keeps the last
+//! one, a client may keep the first; forwarding such bytes unchanged could show another
+//! patient's data, while the re-serialised tree has one member only.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::LazyLock;
+
+use fhirgate_fhir::compartment::MEMBERS;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+
+use crate::decision::DenyReason;
+use crate::restriction::TOKEN_ELEMENTS;
+use crate::verify::{FilterOutcome, ResponseCheck, suppressed_outcome, verify_resource};
+
+/// What the byte-level check concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawVerdict {
+    /// Everything in the body is visible under the check: it may leave unchanged.
+    Unchanged(FilterOutcome),
+    /// Only `include` entries had to go: the body with those entries cut out (and, in a
+    /// searchset, the `suppressed` OperationOutcome entry appended); every other byte is
+    /// the upstream's.
+    Filtered {
+        body: Vec<u8>,
+        outcome: FilterOutcome,
+    },
+    /// Something must be removed, or the body has a shape only the tree check decides:
+    /// parse it and call [`crate::verify_response`].
+    NeedsTree,
+}
+
+/// Top-level members [`ResponseCheck`] reads on a resource, sorted for binary search. Kept
+/// in step with the check by construction: the compartment element paths come from the
+/// same generated tables `patient_links` walks, the restriction elements from
+/// [`TOKEN_ELEMENTS`].
+static CHECKED_MEMBERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut keys = vec![
+        "resourceType",
+        "id",
+        // Contained targets of `#id` references.
+        "contained",
+        // Binary under patient/ scopes.
+        "securityContext",
+        // Bundles inside a response are verified entry by entry.
+        "entry",
+        "type",
+    ];
+    for member in MEMBERS {
+        let paths = member
+            .anchor_paths
+            .iter()
+            .chain(member.other_paths)
+            .chain(member.params.iter().flat_map(|p| p.paths));
+        keys.extend(paths.map(|p| p.split('.').next().unwrap_or(p)));
+    }
+    keys.extend(TOKEN_ELEMENTS.iter().map(|(_, element)| *element));
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+});
+
+fn is_checked(key: &str) -> bool {
+    CHECKED_MEMBERS.binary_search(&key).is_ok()
+}
+
+/// Verify a successful JSON response body as [`crate::verify_response`] would, on the
+/// bytes. `Err` is the refusal `verify_response` gives for a single resource the grant
+/// does not cover.
+pub fn verify_response_bytes(check: &ResponseCheck, body: &[u8]) -> Result<RawVerdict, DenyReason> {
+    // Valid UTF-8 throughout, so skipped members cannot hide malformed text either.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(RawVerdict::NeedsTree);
+    };
+    let Ok(top) = serde_json::from_str::<TopLevel<'_>>(text) else {
+        return Ok(RawVerdict::NeedsTree);
+    };
+    let TopLevel {
+        mut sparse,
+        entries,
+    } = top;
+    let is_list = sparse.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+        && matches!(
+            sparse.get("type").and_then(Value::as_str),
+            Some("searchset" | "history")
+        );
+    if is_list {
+        let history = sparse.get("type").and_then(Value::as_str) == Some("history");
+        return Ok(verify_entries(check, text, entries, history));
+    }
+    if let Some(raw) = entries {
+        // Not a list (a document Bundle, a List): its entries are part of the resource.
+        let Ok(value) = strict_value(raw.get()) else {
+            return Ok(RawVerdict::NeedsTree);
+        };
+        sparse.insert("entry".to_owned(), value);
+    }
+    let patients = verify_resource(check, &Value::Object(sparse))?;
+    Ok(RawVerdict::Unchanged(FilterOutcome {
+        patients,
+        ..FilterOutcome::default()
+    }))
+}
+
+/// The entry rules of `filter_searchset`. Removing `include` entries is done by splicing;
+/// anything else it would remove (a `match` entry, an entry without a resource) means
+/// `NeedsTree`: the tree check then also drops `Bundle.total` and the caller logs it.
+fn verify_entries(
+    check: &ResponseCheck,
+    text: &str,
+    entries: Option<&RawValue>,
+    history: bool,
+) -> RawVerdict {
+    let mut outcome = FilterOutcome::default();
+    let Some(entries) = entries else {
+        return RawVerdict::Unchanged(outcome);
+    };
+    let Ok(list) = serde_json::from_str::<Vec<&RawValue>>(entries.get()) else {
+        return RawVerdict::NeedsTree;
+    };
+    let mut kept = Vec::with_capacity(list.len());
+    for raw in list {
+        let Ok(entry) = serde_json::from_str::<RawEntry<'_>>(raw.get()) else {
+            return RawVerdict::NeedsTree;
+        };
+        let Some(resource) = entry.resource.0 else {
+            if history {
+                kept.push(raw);
+                continue;
+            }
+            return RawVerdict::NeedsTree;
+        };
+        let Ok(resource) = sparse_resource(resource.get()) else {
+            return RawVerdict::NeedsTree;
+        };
+        let mode = entry.search.and_then(|s| s.mode);
+        if mode.as_deref() == Some("outcome") {
+            if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
+                kept.push(raw);
+                continue;
+            }
+            return RawVerdict::NeedsTree;
+        }
+        match verify_resource(check, &resource) {
+            Ok(patients) => {
+                outcome.patients.extend(patients);
+                kept.push(raw);
+            }
+            Err(_) if mode.as_deref() == Some("include") => outcome.removed_included += 1,
+            Err(_) => return RawVerdict::NeedsTree,
+        }
+    }
+    if outcome.removed() == 0 {
+        return RawVerdict::Unchanged(outcome);
+    }
+    match splice(
+        text,
+        entries.get(),
+        &kept,
+        (!history).then(|| outcome.removed()),
+    ) {
+        Some(body) => RawVerdict::Filtered { body, outcome },
+        None => RawVerdict::NeedsTree,
+    }
+}
+
+/// `text` with its entry array (`array`, a slice of `text`) replaced by the kept entries,
+/// plus the `suppressed` outcome entry when `suppressed` counts removed entries.
+fn splice(
+    text: &str,
+    array: &str,
+    kept: &[&RawValue],
+    suppressed: Option<usize>,
+) -> Option<Vec<u8>> {
+    let start = (array.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start.checked_add(array.len())?;
+    let before = text.get(..start)?;
+    let after = text.get(end..)?;
+    let mut out = Vec::with_capacity(text.len());
+    out.extend_from_slice(before.as_bytes());
+    out.push(b'[');
+    for (i, entry) in kept.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(entry.get().as_bytes());
+    }
+    if let Some(removed) = suppressed {
+        if !kept.is_empty() {
+            out.push(b',');
+        }
+        let entry = serde_json::json!({
+            "resource": suppressed_outcome(removed).to_json(),
+            "search": { "mode": "outcome" },
+        });
+        serde_json::to_writer(&mut out, &entry).ok()?;
+    }
+    out.push(b']');
+    out.extend_from_slice(after.as_bytes());
+    Some(out)
+}
+
+/// One searchset entry: only what the entry rules read. Duplicate `resource` or `search`
+/// members fail the parse (serde's derive refuses them), and so do unexpected types.
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(default, borrow)]
+    resource: Present<'a>,
+    #[serde(default, borrow)]
+    search: Option<RawSearch<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawSearch<'a> {
+    #[serde(default, borrow)]
+    mode: Option<Cow<'a, str>>,
+}
+
+/// A member that is present, even when its value is `null` (which `Option` would fold into
+/// "absent": `filter_searchset` treats `"resource": null` as a resource that fails).
+#[derive(Default)]
+struct Present<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| Present(Some(raw)))
+    }
+}
+
+/// The top level of a body: checked members as a sparse tree, `entry` kept as raw text
+/// (a searchset's entries are read one at a time).
+struct TopLevel<'a> {
+    sparse: Map<String, Value>,
+    entries: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut sparse = Map::new();
+        let mut entries = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == "entry" {
+                if entries.is_some() {
+                    return Err(de::Error::custom("duplicate member"));
+                }
+                entries = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                keep_if_checked(&mut map, &mut sparse, key)?;
+            }
+        }
+        Ok(TopLevel { sparse, entries })
+    }
+}
+
+fn keep_if_checked<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    sparse: &mut Map<String, Value>,
+    key: Cow<'de, str>,
+) -> Result<(), A::Error> {
+    if !is_checked(&key) {
+        map.next_value::<IgnoredAny>()?;
+        return Ok(());
+    }
+    let value = map.next_value_seed(Strict)?;
+    if sparse.insert(key.into_owned(), value).is_some() {
+        return Err(de::Error::custom("duplicate member"));
+    }
+    Ok(())
+}
+
+/// A resource as a tree of only its checked top-level members.
+fn sparse_resource(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = de.deserialize_map(SparseVisitor)?;
+    de.end()?;
+    Ok(value)
+}
+
+struct SparseVisitor;
+
+impl<'de> Visitor<'de> for SparseVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut sparse = Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            keep_if_checked(&mut map, &mut sparse, key)?;
+        }
+        Ok(Value::Object(sparse))
+    }
+}
+
+fn strict_value(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// An object key, borrowed from the input unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+}
+
+/// A full `Value`, except that a member name repeated in any object is an error.
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Strict.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = map.next_value_seed(Strict)?;
+            if object.insert(key.into_owned(), value).is_some() {
+                return Err(de::Error::custom("duplicate member"));
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_raw_tests.rs"]
+mod tests;
