@@ -50,6 +50,14 @@ cargo build --workspace --bins --examples
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast
 
+# Issue #11: Dockerfile, Compose, Kubernetes manifests and Helm chart (installs its validators).
+step "deployment files (scripts/validate-deploy.sh)"
+bash scripts/validate-deploy.sh
+
+# Issue #10 item 6: every fuzz target for a short fixed time (6 x 15 s plus the fuzz build).
+step "fuzzing each target for 15 s (scripts/fuzz-ci.sh)"
+FUZZ_TIME="${FUZZ_TIME:-15}" bash scripts/fuzz-ci.sh
+
 # --- browser tests ------------------------------------------------------------------------
 if [ -f tests/browser/package.json ]; then
   step "browser tests (headless Chromium)"

@@ -235,11 +235,18 @@ done
 printf 'services:\n  a:\n    image: x\n    restart: sometimes\n    prots: ["80"]\n' >"$WORK/compose-bad.yml"
 reject "compose-spec schema rejects a misspelled key" \
   check-jsonschema --builtin-schema vendor.compose-spec "$WORK/compose-bad.yml"
+# Schema-valid but inconsistent: a named volume nobody declares.
+printf 'services:\n  a:\n    image: x\n    volumes: ["nowhere:/data"]\n' >"$WORK/compose-ref.yml"
+reject "docker-compose config rejects an undeclared volume" docker-compose -f "$WORK/compose-ref.yml" config -q
 # nginx resolves upstream names at start-up: point the Compose service names at loopback.
 sed -E 's/server (gateway-[0-9]|auth):/server 127.0.0.1:/; s#^pid .*#pid '"$WORK"'/nginx.pid;#' \
   deploy/compose/nginx.conf >"$WORK/nginx.conf"
 check "nginx -t: deploy/compose/nginx.conf" nginx -t -q -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+sed 's/least_conn;/least_conn_typo;/' "$WORK/nginx.conf" >"$WORK/nginx-bad.conf"
+reject "nginx -t rejects an unknown directive" nginx -t -q -c "$WORK/nginx-bad.conf" -e "$WORK/nginx-error.log"
 check "check-config: deploy/compose/gateway.yaml" check_config deploy/compose/gateway.yaml
+{ cat deploy/compose/gateway.yaml; printf 'upstreem:\n  url: http://x\n'; } >"$WORK/gateway-bad.yaml"
+reject "check-config rejects an unknown key" check_config "$WORK/gateway-bad.yaml"
 # The health checks Compose runs in the store and auth containers (neither serves
 # /healthz), against the same commands on this machine.
 port="$(free_port)"
@@ -255,6 +262,8 @@ start_bg "$port" "$BIN" auth serve --data-dir "$WORK/auth" --listen "127.0.0.1:$
 check "compose healthcheck of auth passes against fhirgate auth serve" \
   compose_probe deploy/compose/replicas.yml auth 8081 "$port"
 stop_bg
+reject "compose healthcheck of auth fails when nothing listens" \
+  compose_probe deploy/compose/replicas.yml auth 8081 "$port"
 
 # --- Kubernetes manifests -------------------------------------------------------------------------
 step "Kubernetes manifests (deploy/k8s)"
@@ -271,6 +280,9 @@ fi
 sed 's/maxUnavailable: 0/maxUnavailable: [0]/; s/readOnlyRootFilesystem: true/readOnlyRootFilesystem: "yes"/' \
   deploy/k8s/deployment.yaml >"$WORK/deployment-bad.yaml"
 reject "Kubernetes schema rejects a mistyped Deployment" k8s_validate "$WORK/deployment-bad.yaml"
+mkdir -p "$WORK/kustomize-bad"
+printf 'resources:\n  - missing.yaml\n' >"$WORK/kustomize-bad/kustomization.yaml"
+reject "kubectl kustomize rejects a missing resource" kubectl kustomize "$WORK/kustomize-bad"
 
 # --- Helm chart -----------------------------------------------------------------------------------
 step "Helm chart (deploy/helm/fhirgate)"

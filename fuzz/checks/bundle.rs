@@ -18,7 +18,8 @@ use serde_json::Value;
 pub const BASE: &str = "https://gw.example/fhir";
 /// The patient in context.
 pub const PATIENT: &str = "P1";
-const SCOPES: &str = "launch/patient patient/Observation.rs patient/Patient.r patient/Encounter.cruds";
+const SCOPES: &str =
+    "launch/patient patient/Observation.rs patient/Patient.r patient/Encounter.cruds";
 
 /// `Err` describes the first violated property; inputs that are not JSON pass.
 pub fn check_bundle_bytes(data: &[u8]) -> Result<(), String> {

@@ -37,7 +37,9 @@ pub fn check_config_bytes(data: &[u8]) -> Result<(), String> {
             return Err(format!("an error for {key:?} has no message"));
         }
         if line.is_some_and(|l| l == 0 || l > lines) {
-            return Err(format!("{key:?}: line {line:?} is outside a {lines}-line text"));
+            return Err(format!(
+                "{key:?}: line {line:?} is outside a {lines}-line text"
+            ));
         }
         if column.is_some_and(|c| c == 0) {
             return Err(format!("{key:?}: column 0 (positions are 1-based)"));

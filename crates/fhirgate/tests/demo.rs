@@ -380,6 +380,33 @@ fn rand_bytes(n: usize) -> Vec<u8> {
     bytes
 }
 
+/// One line per audit record (interaction, outcome, request id), to say which one is missing.
+fn audit_summary(dir: &Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut lines = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line).unwrap_or_default();
+            let event = &record["event"];
+            lines.push(format!(
+                "  seq {} {} {} {}",
+                record["seq"],
+                event["subtype"][0]["code"],
+                event["outcomeDesc"],
+                event["entity"][0]["what"]["identifier"]["value"]
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
 #[tokio::test]
 async fn demo_runs_restarts_and_stops_cleanly() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -397,6 +424,7 @@ async fn demo_runs_restarts_and_stops_cleanly() -> anyhow::Result<()> {
 
     let metadata = client.get(format!("{fhir_base}/metadata")).send().await?;
     assert_eq!(metadata.status(), 200);
+    metadata.bytes().await?;
     let smart: Value = client
         .get(format!("{fhir_base}/.well-known/smart-configuration"))
         .send()
@@ -495,8 +523,12 @@ async fn demo_runs_restarts_and_stops_cleanly() -> anyhow::Result<()> {
         .await?;
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers().contains_key("www-authenticate"));
+    // The record is promised before a response's last byte, not before its head: read the
+    // bodies of the answers counted below before counting.
+    anonymous.bytes().await?;
     // What the demo turns on for operators: rate-limit headers, metrics, the audit trail.
     assert_eq!(read.headers()["ratelimit-limit"], "20");
+    read.bytes().await?;
     let metrics_url = again["urls"]["metrics"].as_str().unwrap_or_default();
     let metrics = client.get(metrics_url).send().await?.text().await?;
     assert!(
@@ -507,7 +539,11 @@ async fn demo_runs_restarts_and_stops_cleanly() -> anyhow::Result<()> {
     let report = fhirgate_audit::verify(&[std::path::PathBuf::from(audit_log)])?;
     assert!(report.is_intact(), "{report:?}");
     // Both runs' FHIR requests, in one chain across the restart.
-    assert!(report.records >= 7, "{report:?}");
+    assert!(
+        report.records >= 7,
+        "{report:?}\nrecords:\n{}",
+        audit_summary(Path::new(audit_log))
+    );
     let warm_took = warm.took;
     let status = warm.terminate()?;
     assert!(status.success(), "exit status after SIGTERM: {status}");

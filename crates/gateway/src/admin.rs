@@ -30,7 +30,10 @@ async fn reload_config(
     reload: Option<mpsc::Sender<ReloadRequest>>,
 ) -> Response<Body> {
     let Some(reload) = reload else {
-        return plain(StatusCode::NOT_FOUND, "reload is not available\n".to_owned());
+        return plain(
+            StatusCode::NOT_FOUND,
+            "reload is not available\n".to_owned(),
+        );
     };
     if request.method() != Method::POST {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".to_owned());
@@ -41,7 +44,10 @@ async fn reload_config(
     }
     let (answer, outcome) = oneshot::channel();
     if reload.send(answer).await.is_err() {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "reload is not running\n".to_owned());
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reload is not running\n".to_owned(),
+        );
     }
     match tokio::time::timeout(RELOAD_WAIT, outcome).await {
         Ok(Ok(Ok(done))) => plain(StatusCode::OK, format!("{done}\n")),

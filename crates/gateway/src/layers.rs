@@ -1,7 +1,7 @@
 //! The transport concerns around the router, in one hand-written service ([`Front`]) rather
-//! than a stack of tower layers: request ids, a debug span, request limits, load shedding and
-//! catch-panic cost one boxed future per request this way, instead of one allocation (and one
-//! body wrapper) per layer.
+//! than a stack of tower layers: request ids, a request span (its id on every log line),
+//! request limits, load shedding and catch-panic cost one boxed future per request this way,
+//! instead of one allocation (and one body wrapper) per layer.
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
@@ -75,7 +75,9 @@ where
                 id
             }
         };
-        let span = tracing::debug_span!(
+        // INFO, so that the default log filter keeps it: every log line inside the request
+        // then carries its request id.
+        let span = tracing::info_span!(
             "request",
             method = %request.method(),
             path = request.uri().path(),

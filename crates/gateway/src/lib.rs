@@ -15,8 +15,8 @@ mod authorize;
 mod cache;
 mod classify;
 mod completion;
-mod connection;
 pub mod config;
+mod connection;
 mod cors;
 mod ctx;
 mod error;
@@ -24,8 +24,8 @@ mod forward;
 mod layers;
 mod metrics;
 mod pipeline;
-mod revocation;
 mod reload;
+mod revocation;
 mod router;
 mod security;
 pub mod security_config;
@@ -36,10 +36,10 @@ mod tracing_spans;
 mod upstream;
 mod verify;
 
+pub use cache::{CacheConfig, CacheInteraction, CacheRule};
 pub use config::{
     Balance, GatewayConfig, HealthConfig, Limits, RetryConfig, ShutdownConfig, UpstreamConfig,
 };
-pub use cache::{CacheConfig, CacheInteraction, CacheRule};
 pub use cors::CorsConfig;
 pub use ctx::{RequestCtx, Timings};
 pub use error::{BoxError, GatewayError};

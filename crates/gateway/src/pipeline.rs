@@ -1,9 +1,8 @@
 //! The gateway's own logic: the named phases of DESIGN.md §3, run in order for every FHIR
 //! request. Each phase is one module; they share one [`RequestCtx`].
 //!
-//! Phases not built yet (cache) are simply absent: they slot in where the comments in
-//! [`Pipeline::run`] say. Audit and metrics run when the response completes
-//! ([`crate::completion`]).
+//! Optional phases (throttle, cache) are skipped when not configured. Audit and metrics run
+//! when the response completes ([`crate::completion`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -243,12 +243,7 @@ async fn session(
     if let Err(e) = bounded(config.timeout, sink.subscribe(&config.channel)).await {
         return e;
     }
-    let mut conn = match bounded(
-        config.timeout,
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    {
+    let mut conn = match bounded(config.timeout, client.get_multiplexed_async_connection()).await {
         Ok(c) => c,
         Err(e) => return e,
     };

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{Request, Response};
@@ -12,7 +13,6 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use arc_swap::ArcSwap;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -233,4 +233,3 @@ impl Gateway {
         Ok(())
     }
 }
-

@@ -80,7 +80,7 @@ async fn check(
     let max = security.settings.verify_buffer_max;
     let bytes = collect(body, max as u64).await.map_err(|e| match e {
         CollectError::TooLarge => GatewayError::VerifyTooLarge { limit: max },
-        CollectError::Read(err) => GatewayError::UpstreamUnavailable(err),
+        CollectError::Read(err) => crate::forward::body_read_error(err),
     })?;
     if bytes.is_empty() || parts.status == StatusCode::NO_CONTENT {
         // `Prefer: return=minimal` writes and deletes: nothing leaves.

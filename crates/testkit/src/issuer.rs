@@ -349,7 +349,10 @@ async fn introspect(
 /// 200 with a body that claims to be JSON whatever it holds.
 fn raw_json(body: String) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -67,7 +67,12 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let gateway = Gateway::new(gateway_config)
         .context("building the gateway")?
         .on_reload_request(reload_requests);
-    tokio::spawn(reload_loop(path, gateway.reloader(), hangups, admin_reloads));
+    tokio::spawn(reload_loop(
+        path,
+        gateway.reloader(),
+        hangups,
+        admin_reloads,
+    ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -127,7 +132,9 @@ async fn reload_once(path: &std::path::Path, reloader: &Reloader) -> Result<Stri
     let config = match loaded {
         Ok(Ok(config)) => config,
         Ok(Err(errors)) => {
-            let message = format!("configuration reload refused, the running configuration stays active:\n{errors}");
+            let message = format!(
+                "configuration reload refused, the running configuration stays active:\n{errors}"
+            );
             tracing::error!(file = %path.display(), "{message}");
             return Err(message);
         }

@@ -39,14 +39,14 @@ impl Hangups {
     pub fn new() -> Self {
         #[cfg(unix)]
         {
-            let signal =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                    Ok(signal) => Some(tokio::sync::Mutex::new(signal)),
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot listen for SIGHUP: reload by signal is off");
-                        None
-                    }
-                };
+            let signal = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                Ok(signal) => Some(tokio::sync::Mutex::new(signal)),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGHUP: reload by signal is off");
+                    None
+                }
+            };
             Hangups { signal }
         }
         #[cfg(not(unix))]

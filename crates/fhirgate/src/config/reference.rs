@@ -21,9 +21,12 @@ use super::raw::RawConfig;
 
 const REFERENCE: &str = "docs/configuration.md";
 
+/// Lists the dotted keys a section's struct accepts, under the given prefix.
+type KeyTracer = fn(&str) -> BTreeSet<String>;
+
 /// Sections whose `Deserialize` is written by hand (so the tracer cannot see inside them):
 /// the path of the section and a function tracing the struct it contains.
-const OPAQUE_SECTIONS: &[(&str, fn(&str) -> BTreeSet<String>)] = &[(
+const OPAQUE_SECTIONS: &[(&str, KeyTracer)] = &[(
     // `backend: local` or `backend: { redis: {...} }`.
     "rate_limit.backend.redis",
     trace_keys::<fhirgate_ratelimit::RawRedis>,
@@ -380,6 +383,47 @@ mod tests {
             "docs/configuration.md and the config structs disagree ({} problem(s)):\n{}",
             problems.len(),
             problems.join("\n")
+        );
+    }
+
+    /// `limits` as it would be with one more option that nobody documented.
+    #[derive(serde::Deserialize)]
+    struct LimitsWithANewOption {
+        #[serde(rename = "max_body_size")]
+        _max_body_size: Option<super::super::raw::Scalar>,
+        #[serde(rename = "brand_new_timeout")]
+        _brand_new_timeout: Option<super::super::raw::Scalar>,
+    }
+
+    #[test]
+    fn an_undocumented_new_option_fails_the_check() {
+        let mut keys = config_keys();
+        keys.extend(trace_keys::<LimitsWithANewOption>("limits"));
+        let problems = drift(&keys, &documented_keys(&reference()));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("option `limits.brand_new_timeout` is accepted")),
+            "{problems:#?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.contains("limits.max_body_size")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_documented_option_the_structs_lack_fails_the_check() {
+        let doc = format!(
+            "{}\n| `limits.no_such_option` | duration | `1s` | x |\n",
+            reference()
+        );
+        let problems = drift(&config_keys(), &documented_keys(&doc));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("documents `limits.no_such_option`")),
+            "{problems:#?}"
         );
     }
 

@@ -10,12 +10,12 @@ use url::Url;
 
 use super::raw::{RawConfig, Scalar};
 
-/// `rate_limit`, `audit` and `metrics`.
-mod traffic;
 /// `cache`.
 mod cache;
 /// `tracing` (OpenTelemetry export).
 mod tracing;
+/// `rate_limit`, `audit` and `metrics`.
+mod traffic;
 /// `upstream.targets`, `balance`, `retries` and `health`.
 mod upstream;
 
@@ -421,7 +421,11 @@ fn revocation(p: &mut Problems, raw: &super::raw::RawRevocation, config: &mut Ga
         raw.max_entries.as_ref(),
         &mut r.max_entries,
     );
-    p.duration("auth.revocation.timeout", raw.timeout.as_ref(), &mut r.timeout);
+    p.duration(
+        "auth.revocation.timeout",
+        raw.timeout.as_ref(),
+        &mut r.timeout,
+    );
     p.duration(
         "auth.revocation.resync_interval",
         raw.resync_interval.as_ref(),

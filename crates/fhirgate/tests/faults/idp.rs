@@ -44,10 +44,7 @@ fn apply(issuer: &TestIssuer, fault: JwksFault, on: bool) {
 }
 
 fn ec_token(issuer: &TestIssuer, key: &TestKey) -> String {
-    issuer
-        .token_with(key, "ES256", now_secs())
-        .build()
-        .unwrap()
+    issuer.token_with(key, "ES256", now_secs()).build().unwrap()
 }
 
 #[tokio::test]
@@ -75,7 +72,10 @@ async fn jwks_faults_keep_cached_keys_serving_and_recover_without_restart() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         for _ in 0..3 {
             let a = get(&gw, "/Patient/P1", Some(&issuer.token().build().unwrap())).await;
-            assert_eq!(a.status, 200, "{fault:?}: a cached key stopped working: {a:?}");
+            assert_eq!(
+                a.status, 200,
+                "{fault:?}: a cached key stopped working: {a:?}"
+            );
         }
         // The refresh really was tried against the faulty endpoint.
         assert!(
@@ -131,11 +131,15 @@ async fn an_issuer_down_at_start_up_answers_503_then_recovers() {
     assert_eq!(upstream.hits(), 0);
 
     issuer.set_outage(false);
-    eventually(Duration::from_secs(15), "keys load once the issuer is up", || {
-        let token = issuer.token().build().unwrap();
-        let gw = &gw;
-        async move { (get(gw, "/Patient/P1", Some(&token)).await.status == 200).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "keys load once the issuer is up",
+        || {
+            let token = issuer.token().build().unwrap();
+            let gw = &gw;
+            async move { (get(gw, "/Patient/P1", Some(&token)).await.status == 200).then_some(()) }
+        },
+    )
     .await;
     assert_alive(&gw).await;
 }

@@ -100,7 +100,7 @@ async fn serve(mut stream: TcpStream, script: Script, hits: Arc<AtomicUsize>) {
             let _ = stream.flush().await;
             // A reset (RST), not an orderly close: SO_LINGER 0 then drop.
             #[allow(deprecated)]
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = stream.set_zero_linger();
             drop(stream);
         }
         Script::Trickle { body, chunk, pause } => {

@@ -170,7 +170,11 @@ async fn a_body_over_the_verify_buffer_is_502_too_costly_and_nothing_leaks() {
         let a = get(&gw, "/Observation/o1", Some(&patient_token(&issuer))).await;
         a.expect(502, "too-costly");
         assert!(!a.text.contains("OVERSIZED-MARKER"), "chunked={chunked}");
-        assert!(a.text.len() < 4096, "chunked={chunked}: {} bytes", a.text.len());
+        assert!(
+            a.text.len() < 4096,
+            "chunked={chunked}: {} bytes",
+            a.text.len()
+        );
 
         // The same answer to a user/ token needs no verification and streams whole.
         let a = get(&gw, "/Observation/o1", Some(&user_token(&issuer))).await;
@@ -189,17 +193,31 @@ async fn a_body_that_stalls_mid_way_is_cut() {
         body: full[..30_000].to_vec(),
     })
     .await;
-    let gw = start(&config(&upstream.base_url(), &issuer, "", "")).await;
+    let audit_dir = tempfile::tempdir().unwrap();
+    // `config` sets `response_timeout: 5s`, which also bounds each wait for more body.
+    let gw = start(&config(
+        &upstream.base_url(),
+        &issuer,
+        "",
+        &audit_section(audit_dir.path()),
+    ))
+    .await;
 
-    // Verified: the gateway is still reading when the upstream stalls.
+    // Verified: the gateway is still reading when the upstream stalls, so the client gets a
+    // clean 504 and none of the partial resource.
     let started = Instant::now();
     let a = get(&gw, "/Observation/o1", Some(&patient_token(&issuer))).await;
     let took = started.elapsed();
-    assert!(a.status >= 500, "{a:?}");
+    a.expect(504, "timeout");
     assert!(!a.text.contains("STALL-MARKER"), "{a:?}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "cut after {took:?}, before the limit"
+    );
     assert!(took < Duration::from_secs(20), "cut after {took:?}");
 
-    // Streamed: the client must see the body fail, not hang for ever.
+    // Streamed: the client must see the body fail, not hang for ever, and the audit record
+    // must say the answer was cut off.
     let started = Instant::now();
     let response = client()
         .get(format!("{}/fhir/Observation/o1", gw.address))
@@ -210,5 +228,12 @@ async fn a_body_that_stalls_mid_way_is_cut() {
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(20));
+    let event = eventually(Duration::from_secs(10), "an aborted audit record", || {
+        let events = audit_events(audit_dir.path());
+        async move { events.into_iter().find(is_aborted) }
+    })
+    .await;
+    assert_eq!(event["outcome"], "8", "{event}");
+    assert_eq!(upstream.hits(), 2);
     assert_alive(&gw).await;
 }

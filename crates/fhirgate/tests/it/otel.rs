@@ -1,6 +1,7 @@
 //! OpenTelemetry export (`tracing:`): the real binary sends its phase spans to an in-test
 //! OTLP/HTTP collector, continuing the client's trace, and names its forward span in the
-//! upstream's `traceparent`. Without the section the client's header passes unchanged.
+//! upstream's `traceparent`. Without the section the client's header passes unchanged. Log
+//! lines written while a request runs carry its request id.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -177,4 +178,39 @@ async fn without_tracing_the_clients_traceparent_passes_unchanged() {
         sent.headers["traceparent"].to_str().unwrap(),
         format!("00-{TRACE_ID}-{CLIENT_SPAN}-01")
     );
+}
+
+#[tokio::test]
+async fn log_lines_inside_a_request_carry_its_request_id() {
+    // A searchset over `limits.bundle_rewrite_max` makes the forward phase log a warning from
+    // deep inside the request, a line that names no request id itself: the id must come
+    // from the request span, at the default log level.
+    let upstream = MockUpstream::start().await.unwrap();
+    let entries: Vec<Value> = (0..40)
+        .map(|i| json!({"resource": {"resourceType": "Patient", "id": format!("p{i}")}}))
+        .collect();
+    upstream.respond(
+        "/Patient",
+        Canned::resource(&json!({"resourceType": "Bundle", "type": "searchset", "entry": entries})),
+    );
+    let yaml = config(&upstream, "limits:\n  bundle_rewrite_max: 1KiB\n");
+    let gateway = FhirgateProcess::serve(BIN, &yaml).await.unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("{}/fhir/Patient", gateway.address))
+        .header("X-Request-ID", "log-line-id-1")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let line = gateway
+        .wait_for_log("bundle_rewrite_max", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let value: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["level"], "WARN", "{line}");
+    assert_eq!(value["span"]["request_id"], "log-line-id-1", "{line}");
+    // Not a field of the event itself: the span supplies it.
+    assert!(value.get("request_id").is_none(), "{line}");
 }

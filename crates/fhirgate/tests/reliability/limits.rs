@@ -10,9 +10,10 @@ use crate::{BIN, Raw, Upstream, config, socket};
 #[tokio::test]
 async fn too_many_headers_are_431_operation_outcome() {
     let upstream = Upstream::start().await;
-    let gateway = FhirgateProcess::serve(BIN, &config(&upstream, "limits:\n  max_header_count: 20\n"))
-        .await
-        .unwrap();
+    let gateway =
+        FhirgateProcess::serve(BIN, &config(&upstream, "limits:\n  max_header_count: 20\n"))
+            .await
+            .unwrap();
     let addr = socket(&gateway.address);
     let request = |n: usize| {
         let mut r = String::from("GET /fhir/Patient/1 HTTP/1.1\r\nHost: gateway.test\r\n");
@@ -31,7 +32,11 @@ async fn too_many_headers_are_431_operation_outcome() {
     denied.send(request(30).as_bytes()).await.unwrap();
     let answer = denied.read_response().await.unwrap();
     assert_eq!(answer.status, 431, "{answer:?}");
-    assert!(answer.header("content-type").is_some_and(|t| t.starts_with("application/fhir+json")));
+    assert!(
+        answer
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/fhir+json"))
+    );
     let outcome: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert_eq!(outcome["issue"][0]["code"], "too-long");
@@ -43,7 +48,10 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     // A long header timeout, so that what closes the connection is the idle timer.
     let gateway = FhirgateProcess::serve(
         BIN,
-        &config(&upstream, "limits:\n  idle_timeout: 1s\n  header_read_timeout: 60s\n"),
+        &config(
+            &upstream,
+            "limits:\n  idle_timeout: 1s\n  header_read_timeout: 60s\n",
+        ),
     )
     .await
     .unwrap();
@@ -69,7 +77,10 @@ async fn header_timeout_also_closes_idle_http1_connections() {
     let upstream = Upstream::start().await;
     let gateway = FhirgateProcess::serve(
         BIN,
-        &config(&upstream, "limits:\n  idle_timeout: 60s\n  header_read_timeout: 1s\n"),
+        &config(
+            &upstream,
+            "limits:\n  idle_timeout: 60s\n  header_read_timeout: 1s\n",
+        ),
     )
     .await
     .unwrap();
@@ -83,7 +94,10 @@ async fn a_stalled_request_body_loses_its_connection_and_a_slow_one_completes() 
     let upstream = Upstream::start().await;
     let gateway = FhirgateProcess::serve(
         BIN,
-        &config(&upstream, "limits:\n  body_read_timeout: 1s\n  header_read_timeout: 60s\n"),
+        &config(
+            &upstream,
+            "limits:\n  body_read_timeout: 1s\n  header_read_timeout: 60s\n",
+        ),
     )
     .await
     .unwrap();
@@ -140,7 +154,10 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     // The fifth connects (the kernel's backlog accepts it) but is not served yet.
     let mut fifth = Raw::connect(addr).await.unwrap();
     let pending = tokio::time::timeout(Duration::from_secs(1), fifth.get("/fhir/Patient/1")).await;
-    assert!(pending.is_err(), "served beyond max_connections: {pending:?}");
+    assert!(
+        pending.is_err(),
+        "served beyond max_connections: {pending:?}"
+    );
     gateway
         .wait_for_log("limits.max_connections reached", Duration::from_secs(5))
         .await

@@ -40,20 +40,23 @@ impl Upstream {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|request: http::Request<Incoming>| async move {
-                        let created = request.method() == http::Method::POST;
-                        // Read the whole body, as a FHIR server would.
-                        let _ = request.into_body().collect().await;
-                        let mut response = http::Response::new(Full::new(Bytes::from_static(PATIENT.as_bytes())));
-                        if created {
-                            *response.status_mut() = http::StatusCode::CREATED;
-                        }
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("application/fhir+json"),
-                        );
-                        Ok::<_, Infallible>(response)
-                    });
+                    let service =
+                        hyper::service::service_fn(|request: http::Request<Incoming>| async move {
+                            let created = request.method() == http::Method::POST;
+                            // Read the whole body, as a FHIR server would.
+                            let _ = request.into_body().collect().await;
+                            let mut response = http::Response::new(Full::new(Bytes::from_static(
+                                PATIENT.as_bytes(),
+                            )));
+                            if created {
+                                *response.status_mut() = http::StatusCode::CREATED;
+                            }
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/fhir+json"),
+                            );
+                            Ok::<_, Infallible>(response)
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -211,11 +214,7 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 
 /// Number of log lines containing `needle`.
 pub fn count_logs(process: &fhirgate_testkit::process::FhirgateProcess, needle: &str) -> usize {
-    process
-        .logs()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
+    process.logs().iter().filter(|l| l.contains(needle)).count()
 }
 
 /// Raise this process's open-file limit (children inherit it) to at least `want`, as far as

@@ -14,7 +14,10 @@ use crate::{BIN, Raw, Upstream, config, raise_nofile, socket};
 const MIB: u64 = 1024 * 1024;
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +25,10 @@ fn env_number(name: &str, default: u64) -> u64 {
 async fn ten_thousand_idle_keep_alive_connections_cost_under_100_mib() {
     let connections = env_number("FHIRGATE_IDLE_CONNECTIONS", 10_000) as usize;
     let limit = raise_nofile(connections as u64 + 1024);
-    assert!(limit > connections as u64 + 256, "open-file limit {limit} is too low");
+    assert!(
+        limit > connections as u64 + 256,
+        "open-file limit {limit} is too low"
+    );
     let upstream = Upstream::start().await;
     // Timeouts long enough that nothing is closed while measuring.
     let gateway = FhirgateProcess::serve(
@@ -66,7 +72,11 @@ async fn ten_thousand_idle_keep_alive_connections_cost_under_100_mib() {
         cost / MIB,
         cost / connections as u64
     );
-    assert!(cost < 100 * MIB, "{connections} idle connections cost {} MiB", cost / MIB);
+    assert!(
+        cost < 100 * MIB,
+        "{connections} idle connections cost {} MiB",
+        cost / MIB
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,14 +106,18 @@ async fn resident_memory_stays_flat_under_sustained_load() {
     // connections now and then so connection setup and teardown are exercised too.
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
-            let (stop, done, failed, base) =
-                (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&failed), base.clone());
+            let (stop, done, failed, base) = (
+                Arc::clone(&stop),
+                Arc::clone(&done),
+                Arc::clone(&failed),
+                base.clone(),
+            );
             tokio::spawn(async move {
                 let mut client = reqwest::Client::new();
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    if n % 500 == 0 {
+                    if n.is_multiple_of(500) {
                         client = reqwest::Client::new();
                     }
                     let request = match n % 4 {
@@ -153,5 +167,8 @@ async fn resident_memory_stays_flat_under_sustained_load() {
         last / MIB,
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(drift <= 10.0, "resident memory grew {drift:.1} % under load");
+    assert!(
+        drift <= 10.0,
+        "resident memory grew {drift:.1} % under load"
+    );
 }

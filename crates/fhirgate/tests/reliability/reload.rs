@@ -51,8 +51,12 @@ impl Load {
         let failed = Arc::new(AtomicUsize::new(0));
         let tasks = (0..clients)
             .map(|_| {
-                let (stop, ok, failed, url) =
-                    (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed), url.clone());
+                let (stop, ok, failed, url) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&ok),
+                    Arc::clone(&failed),
+                    url.clone(),
+                );
                 tokio::spawn(async move {
                     let client = reqwest::Client::new();
                     while !stop.load(Ordering::Relaxed) {
@@ -86,26 +90,48 @@ impl Load {
         for t in self.tasks {
             t.await.unwrap();
         }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
 /// The origin the gateway currently allows, seen from a fresh request.
 async fn allowed_origin(client: &reqwest::Client, url: &str, origin: &str) -> bool {
-    let response = client.get(url).header("Origin", origin).send().await.unwrap();
+    let response = client
+        .get(url)
+        .header("Origin", origin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    response.headers().get("access-control-allow-origin").is_some_and(|v| v == origin)
+    response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_some_and(|v| v == origin)
 }
 
 async fn probe(client: &reqwest::Client, url: &str) -> u16 {
-    client.get(url).header("X-Probe", "p").send().await.unwrap().status().as_u16()
+    client
+        .get(url)
+        .header("X-Probe", "p")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Wait until `needle` has been logged `n` times.
 async fn wait_logged(gateway: &FhirgateProcess, needle: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while count_logs(gateway, needle) < n {
-        assert!(Instant::now() < deadline, "{needle:?} not logged {n} times:\n{}", gateway.logs().join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not logged {n} times:\n{}",
+            gateway.logs().join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -134,20 +160,39 @@ async fn sighup_reloads_under_load_without_a_failed_request() {
         write(&file, &variant(&upstream, origin, audit.path(), false));
         gateway.signal("HUP").unwrap();
         wait_logged(&gateway, "configuration reloaded", i).await;
-        assert!(allowed_origin(&client, &url, origin).await, "reload {i} did not take effect");
+        assert!(
+            allowed_origin(&client, &url, origin).await,
+            "reload {i} did not take effect"
+        );
         let other = if origin == A { B } else { A };
         assert!(!allowed_origin(&client, &url, other).await);
     }
 
     // A file that does not validate: refused with file:line:col, the last good one stays.
-    write(&file, &format!("{}limits:\n  max_body_size: lots\n", variant(&upstream, B, audit.path(), false)));
+    write(
+        &file,
+        &format!(
+            "{}limits:\n  max_body_size: lots\n",
+            variant(&upstream, B, audit.path(), false)
+        ),
+    );
     gateway.signal("HUP").unwrap();
     wait_logged(&gateway, "configuration reload refused", 1).await;
-    let refused = gateway.logs().into_iter().find(|l| l.contains("configuration reload refused")).unwrap();
+    let refused = gateway
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("configuration reload refused"))
+        .unwrap();
     assert!(refused.contains("fhirgate.yaml:"), "{refused}");
     assert!(refused.contains("limits.max_body_size"), "{refused}");
     // A change that needs a restart is refused and says so.
-    write(&file, &format!("{}limits:\n  max_connections: 7\n", variant(&upstream, B, audit.path(), false)));
+    write(
+        &file,
+        &format!(
+            "{}limits:\n  max_connections: 7\n",
+            variant(&upstream, B, audit.path(), false)
+        ),
+    );
     gateway.signal("HUP").unwrap();
     wait_logged(&gateway, "configuration reload refused", 2).await;
     assert!(count_logs(&gateway, "limits cannot change without a restart") >= 1);
@@ -208,7 +253,13 @@ async fn admin_endpoint_reloads_the_file() {
     write(&file, &variant(&upstream, B, audit.path(), true));
     let answer = client.post(&reload).send().await.unwrap();
     assert_eq!(answer.status(), 200);
-    assert!(answer.text().await.unwrap().contains("configuration reloaded"));
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("configuration reloaded")
+    );
     assert!(allowed_origin(&client, &url, B).await);
 
     // Invalid: 409 with the file position, old configuration still active.
@@ -216,7 +267,10 @@ async fn admin_endpoint_reloads_the_file() {
     let answer = client.post(&reload).send().await.unwrap();
     assert_eq!(answer.status(), 409);
     let text = answer.text().await.unwrap();
-    assert!(text.contains("fhirgate.yaml:") && text.contains("public_base_url"), "{text}");
+    assert!(
+        text.contains("fhirgate.yaml:") && text.contains("public_base_url"),
+        "{text}"
+    );
     assert!(allowed_origin(&client, &url, B).await);
 
     // Only POST reloads; the FHIR listener has no such endpoint.

@@ -17,7 +17,12 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One slowloris connection after another: a request line, then one header byte a second,
 /// until the server closes. Records how long each connection lived.
-async fn attacker(addr: SocketAddr, stop: Arc<AtomicBool>, cuts: Arc<Mutex<Vec<Duration>>>, answered: Arc<AtomicUsize>) {
+async fn attacker(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    cuts: Arc<Mutex<Vec<Duration>>>,
+    answered: Arc<AtomicUsize>,
+) {
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut stream) = TcpStream::connect(addr).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -78,9 +83,12 @@ async fn measure(client: &reqwest::Client, url: &str, window: Duration) -> Vec<D
 async fn slowloris_is_cut_off_at_the_header_timeout_and_normal_clients_keep_their_latency() {
     assert!(raise_nofile(4096) >= 4096, "need 4096 open files");
     let upstream = Upstream::start().await;
-    let gateway = FhirgateProcess::serve(BIN, &config(&upstream, "limits:\n  header_read_timeout: 3s\n"))
-        .await
-        .unwrap();
+    let gateway = FhirgateProcess::serve(
+        BIN,
+        &config(&upstream, "limits:\n  header_read_timeout: 3s\n"),
+    )
+    .await
+    .unwrap();
     let addr = socket(&gateway.address);
     let url = format!("{}/fhir/Patient/1", gateway.address);
     let client = reqwest::Client::new();
@@ -91,7 +99,14 @@ async fn slowloris_is_cut_off_at_the_header_timeout_and_normal_clients_keep_thei
     let cuts = Arc::new(Mutex::new(Vec::new()));
     let answered = Arc::new(AtomicUsize::new(0));
     let attackers: Vec<_> = (0..ATTACKERS)
-        .map(|_| tokio::spawn(attacker(addr, Arc::clone(&stop), Arc::clone(&cuts), Arc::clone(&answered))))
+        .map(|_| {
+            tokio::spawn(attacker(
+                addr,
+                Arc::clone(&stop),
+                Arc::clone(&cuts),
+                Arc::clone(&answered),
+            ))
+        })
         .collect();
     let mut attacked = measure(&client, &url, Duration::from_secs(9)).await;
     stop.store(true, Ordering::Relaxed);
@@ -113,15 +128,28 @@ async fn slowloris_is_cut_off_at_the_header_timeout_and_normal_clients_keep_thei
         attacked.len(),
         cuts.len(),
     );
-    assert_eq!(answered.load(Ordering::Relaxed), 0, "a trickled request was served");
-    assert!(cuts.len() >= ATTACKERS, "only {} connections were cut", cuts.len());
+    assert_eq!(
+        answered.load(Ordering::Relaxed),
+        0,
+        "a trickled request was served"
+    );
+    assert!(
+        cuts.len() >= ATTACKERS,
+        "only {} connections were cut",
+        cuts.len()
+    );
     // Cut at the header timeout: not before it, and not long after (a loaded machine gets
     // a few seconds).
     assert!(
-        lived.iter().all(|d| *d >= HEADER_TIMEOUT - Duration::from_millis(100)),
+        lived
+            .iter()
+            .all(|d| *d >= HEADER_TIMEOUT - Duration::from_millis(100)),
         "a connection was cut before the header timeout"
     );
-    assert!(cut_max < HEADER_TIMEOUT + Duration::from_secs(4), "cut after {cut_max:?}");
+    assert!(
+        cut_max < HEADER_TIMEOUT + Duration::from_secs(4),
+        "cut after {cut_max:?}"
+    );
     assert!(
         attack_p99 < base_p99 * 2,
         "p99 under attack {attack_p99:?} is not under twice the baseline {base_p99:?}"

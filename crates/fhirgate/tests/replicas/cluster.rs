@@ -37,6 +37,13 @@ impl Redis {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = free.local_addr().unwrap().port();
         drop(free);
+        Redis {
+            child: Self::spawn(port).await,
+            port,
+        }
+    }
+
+    async fn spawn(port: u16) -> Child {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -44,25 +51,35 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("redis-server is required for the replica test (apt install redis-server): {e}")
+                panic!(
+                    "redis-server is required for the replica test (apt install redis-server): {e}"
+                )
             });
-        let redis = Redis { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_err()
         {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        redis
+        child
+    }
+
+    /// A fresh, empty server on the same port (a Redis restart without persistence).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port).await;
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Stops the server for good (the replicas must keep serving).
+    /// Stops the server (the replicas must keep serving).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -89,7 +106,12 @@ impl AuthServer {
             .args(["auth", "client", "add", "--data-dir"])
             .arg(&data)
             .args(["--id", CLIENT, "--name", "replica test"])
-            .args(["--kind", "confidential-asymmetric", "--scope", "system/*.rs"])
+            .args([
+                "--kind",
+                "confidential-asymmetric",
+                "--scope",
+                "system/*.rs",
+            ])
             .arg("--jwks-file")
             .arg(&jwks)
             .stdout(Stdio::null())
@@ -244,6 +266,20 @@ shutdown:
 
     pub fn url(&self, path: &str) -> String {
         format!("{}/fhir{path}", self.process.address)
+    }
+
+    /// The value of one unlabelled series on this replica's `/metrics`.
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<f64> {
+        let text = http
+            .get(format!("{}/metrics", self.process.address))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// Every audit line this replica wrote, as text.

@@ -102,7 +102,7 @@ pub(crate) async fn fetch_current(
         .await
         .map_err(|e| match e {
             CollectError::TooLarge => GatewayError::VerifyTooLarge { limit: max },
-            CollectError::Read(err) => GatewayError::UpstreamUnavailable(err),
+            CollectError::Read(err) => crate::forward::body_read_error(err),
         })?;
     let resource: Value =
         serde_json::from_slice(&bytes).map_err(|e| GatewayError::Unverifiable(e.into()))?;

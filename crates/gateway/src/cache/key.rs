@@ -10,11 +10,17 @@
 //! * `shared`: the answer needed no response check and holds no Patient-compartment data
 //!   (the type, the compartment and the search target all lie outside the compartment, and
 //!   no `_include`/`_revinclude` could pull compartment resources in).
-//! * `patient`: everything else, for principals bound to one patient. The key holds the
-//!   patient and the whole grant (issuer, sorted scopes, `fhirUser`) verbatim rather than a
-//!   hash, so two grants that could filter an answer differently never collide.
+//! * `grant`: no compartment data either, but phase 7 checks the answer under the grant
+//!   (`patient/` or granular scopes). For types outside the compartment that check depends
+//!   on the scopes only, never on the patient, so every principal with the same grant
+//!   shares the entry; an answer in which the check found any patient's data is not stored
+//!   (see [`super::Cache`]), so nothing patient-specific can be shared this way.
+//! * `patient`: compartment data, for principals bound to one patient.
 //!
-//! Anything else (compartment data for a user- or system-level token) is not cached at all.
+//! `grant` and `patient` keys hold the whole grant (issuer, sorted scopes, `fhirUser`)
+//! verbatim rather than a hash, so two grants that could filter an answer differently never
+//! collide. Anything else (compartment data for a user- or system-level token) is not cached
+//! at all.
 //!
 //! Every component is length-prefixed, so no value can be crafted to read as two.
 
@@ -27,18 +33,25 @@ use http::{HeaderMap, HeaderName, header};
 
 use super::config::CacheInteraction;
 
-/// The request headers that are part of the key; an upstream `Vary` naming any other header
-/// makes the answer uncacheable.
-pub(crate) const KEY_HEADERS: [HeaderName; 3] = [
+/// The forwarded request headers that are part of the key; an upstream `Vary` naming any
+/// other header makes the answer uncacheable. The `x-fhirgate-*` identity headers are only
+/// present with `authorization.context_headers`, whose upstream may answer per principal:
+/// then the key holds who asked.
+pub(crate) const KEY_HEADERS: [HeaderName; 7] = [
     header::ACCEPT,
     header::ACCEPT_ENCODING,
     HeaderName::from_static("prefer"),
+    HeaderName::from_static("x-fhirgate-sub"),
+    HeaderName::from_static("x-fhirgate-client-id"),
+    HeaderName::from_static("x-fhirgate-patient"),
+    HeaderName::from_static("x-fhirgate-scopes"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Partition {
     Anonymous,
     Shared,
+    Grant { grant: String },
     Patient { patient: String, grant: String },
 }
 
@@ -53,6 +66,7 @@ impl Partition {
         match self {
             Partition::Anonymous => "anonymous",
             Partition::Shared => "shared",
+            Partition::Grant { .. } => "grant",
             Partition::Patient { .. } => "patient",
         }
     }
@@ -93,6 +107,15 @@ pub(crate) fn cacheable(
     })
 }
 
+/// Whether the answer may hold or depend on resources of types other than the ones it is
+/// filed under (`_include`, `_revinclude`, `_has`, chained parameters): then a write to any
+/// type drops it.
+pub(crate) fn reaches_other_types(fhir: &FhirRequest) -> bool {
+    fhir.params.iter().any(|p| {
+        matches!(p.name.as_str(), "_include" | "_revinclude" | "_has") || p.chain.is_some()
+    })
+}
+
 /// The partition this request's answer belongs to, or `None` when it must not be cached.
 /// `checked`: phase 7 verifies (and may filter) the answer under this grant.
 pub(crate) fn partition(
@@ -106,8 +129,14 @@ pub(crate) fn partition(
     };
     let includes = fhir.params.contains("_include") || fhir.params.contains("_revinclude");
     let compartment_data = includes || types.iter().any(|t| is_patient_compartment_type(*t));
-    if !compartment_data && !checked {
-        return Some(Partition::Shared);
+    if !compartment_data {
+        return Some(if checked {
+            Partition::Grant {
+                grant: grant_text(principal),
+            }
+        } else {
+            Partition::Shared
+        });
     }
     let patient = principal.patient.clone()?;
     Some(Partition::Patient {
@@ -137,9 +166,13 @@ fn grant_text(principal: &Principal) -> String {
 pub(crate) fn build(partition: &Partition, fhir: &FhirRequest, headers: &HeaderMap) -> String {
     let mut key = String::with_capacity(128);
     push(&mut key, partition.label());
-    if let Partition::Patient { patient, grant } = partition {
-        push(&mut key, patient);
-        push(&mut key, grant);
+    match partition {
+        Partition::Patient { patient, grant } => {
+            push(&mut key, patient);
+            push(&mut key, grant);
+        }
+        Partition::Grant { grant } => push(&mut key, grant),
+        Partition::Anonymous | Partition::Shared => {}
     }
     push(&mut key, "GET");
     push(&mut key, &fhir.path);
@@ -215,12 +248,22 @@ mod tests {
             partition(Some(&user), &practitioner, &t, false),
             Some(Partition::Shared)
         );
-        // Checked answers and compartment data are per patient, or not cached at all.
+        // Checked answers outside the compartment are per grant, not per patient.
+        let p2 = principal(Some("P2"), "patient/*.rs");
+        let p1_grant = partition(Some(&p1), &practitioner, &t, true);
+        assert!(matches!(p1_grant, Some(Partition::Grant { .. })));
+        assert_eq!(partition(Some(&p2), &practitioner, &t, true), p1_grant);
+        let narrow = principal(Some("P1"), "patient/Practitioner.rs");
+        assert_ne!(partition(Some(&narrow), &practitioner, &t, true), p1_grant);
         assert!(matches!(
-            partition(Some(&p1), &practitioner, &t, true),
+            partition(Some(&user), &practitioner, &t, true),
+            Some(Partition::Grant { .. })
+        ));
+        // Compartment data is per patient, or not cached at all.
+        assert!(matches!(
+            partition(Some(&p1), &with_include, &types(&with_include), true),
             Some(Partition::Patient { .. })
         ));
-        assert_eq!(partition(Some(&user), &practitioner, &t, true), None);
         let t = types(&observation);
         assert!(matches!(
             partition(Some(&p1), &observation, &t, false),

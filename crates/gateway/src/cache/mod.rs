@@ -52,6 +52,7 @@ pub(crate) struct Pending {
     partition: Partition,
     ttl: Duration,
     types: Vec<ResourceType>,
+    any_type: bool,
     generation: u64,
     /// Taken off the forwarded request so the upstream sends the whole answer to store.
     if_none_match: Option<HeaderValue>,
@@ -125,6 +126,7 @@ impl Cache {
             partition,
             ttl,
             types,
+            any_type: key::reaches_other_types(fhir),
             generation: self.store.generation(),
             if_none_match: None,
             head: fhir.method == Method::HEAD,
@@ -170,9 +172,18 @@ impl Cache {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        // A grant-partition answer is shared by every patient holding the grant: only
+        // when phase 7 found no patient's data in it (else it would be per patient).
+        let names_a_patient = matches!(pending.partition, Partition::Grant { .. })
+            && ctx
+                .returned_patients
+                .as_ref()
+                .is_some_and(|p| !p.is_empty());
         let (Some(ttl), false) = (
             storable,
-            pending.head || declared.is_some_and(|n| n > self.config.max_entry_size),
+            names_a_patient
+                || pending.head
+                || declared.is_some_and(|n| n > self.config.max_entry_size),
         ) else {
             return response;
         };
@@ -197,6 +208,7 @@ impl Cache {
             ttl,
             patients: ctx.returned_patients.clone(),
             types: pending.types.clone(),
+            any_type: pending.any_type,
         };
         self.store
             .insert(pending.key.clone(), entry, pending.generation);

@@ -157,6 +157,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             patients: None,
             types: Vec::new(),
+            any_type: false,
         };
         let same = HeaderValue::from_static("W/\"2\"");
         let other = HeaderValue::from_static("W/\"1\"");

@@ -32,6 +32,8 @@ pub(crate) struct Entry {
     pub(crate) patients: Option<BTreeSet<String>>,
     /// Types the answer is made of: a write to any of them drops it.
     pub(crate) types: Vec<ResourceType>,
+    /// The answer may depend on any type (includes, chains): every write drops it.
+    pub(crate) any_type: bool,
 }
 
 impl Entry {
@@ -172,9 +174,9 @@ impl Store {
         match scope {
             Scope::All => self.entries.invalidate_all(),
             Scope::Type(t) => {
-                let dropped = self
-                    .entries
-                    .invalidate_entries_if(move |_, entry| entry.types.contains(&t));
+                let dropped = self.entries.invalidate_entries_if(move |_, entry| {
+                    entry.any_type || entry.types.contains(&t)
+                });
                 if let Err(err) = dropped {
                     // Only possible without `support_invalidation_closures`; never serve
                     // what might be stale.
@@ -216,6 +218,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             patients: None,
             types,
+            any_type: false,
         }
     }
 
@@ -245,9 +248,13 @@ mod tests {
             entry(10, vec![ResourceType::Practitioner]),
             seen,
         );
+        let mut chained = entry(10, vec![ResourceType::PractitionerRole]);
+        chained.any_type = true;
+        store.insert("role?practitioner.name=x".into(), chained, seen);
         store.invalidate(Scope::Type(ResourceType::Observation));
         assert!(store.get("obs").is_none());
         assert!(store.get("prac").is_some());
+        assert!(store.get("role?practitioner.name=x").is_none());
         // A read that looked up before the write must not store what it fetched.
         assert!(!store.insert(
             "obs".into(),

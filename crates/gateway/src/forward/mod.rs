@@ -19,7 +19,7 @@ use http_body_util::LengthLimitError;
 use crate::classify::Classified;
 use crate::ctx::RequestCtx;
 use crate::error::{BoxError, GatewayError};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{BodyError, Upstream, UpstreamError};
 use fhirgate_fhir::ClassifyError;
 
 pub(crate) async fn forward(
@@ -134,6 +134,16 @@ fn client_error(err: UpstreamError, max_body_size: u64) -> GatewayError {
         source = cause.source();
     }
     GatewayError::UpstreamUnavailable(BoxError::from(err))
+}
+
+/// Map a failure reading an upstream response body that had not yet been sent on (it was
+/// being buffered to verify or rewrite): a stall is a timeout (504), anything else makes the
+/// upstream unusable (502).
+pub(crate) fn body_read_error(err: BoxError) -> GatewayError {
+    match BodyError::stalled_in(&*err) {
+        Some(after) => GatewayError::UpstreamTimeout(after),
+        None => GatewayError::UpstreamUnavailable(err),
+    }
 }
 
 /// Methods the gateway may forward at all; anything else is refused before classification.

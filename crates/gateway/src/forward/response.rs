@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use super::headers::{rewrite_locations, strip_hop_by_hop};
 use crate::error::GatewayError;
-use crate::upstream::{AnsweredBy, Upstream, UpstreamBody};
+use crate::upstream::{AnsweredBy, BodyError, Upstream, UpstreamBody};
 
 pub(crate) async fn finish(
     upstream: &Upstream,
@@ -21,7 +21,9 @@ pub(crate) async fn finish(
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = response.into_parts();
     let answered_by = parts.extensions.remove::<AnsweredBy>();
-    let base = answered_by.as_ref().map_or(upstream.base.as_str(), |a| &a.0);
+    let base = answered_by
+        .as_ref()
+        .map_or(upstream.base.as_str(), |a| &a.0);
     strip_hop_by_hop(&mut parts.headers);
     rewrite_locations(&mut parts.headers, base, &upstream.public_base);
     // The client may speak another HTTP version than the upstream connection.
@@ -42,9 +44,14 @@ pub(crate) async fn finish(
     }
     if may_be_bundle && status.is_success() && is_fhir_json(content_type) {
         let length = content_length(&parts.headers);
-        let body =
-            rewrite_bundle_body(base, &upstream.public_base, body, length, bundle_rewrite_max)
-                .await?;
+        let body = rewrite_bundle_body(
+            base,
+            &upstream.public_base,
+            body,
+            length,
+            bundle_rewrite_max,
+        )
+        .await?;
         if let Some(len) = body.1 {
             parts
                 .headers
@@ -75,7 +82,7 @@ async fn rewrite_bundle_body(
     let capacity = length.map_or(16 * 1024, |len| len as usize);
     let mut buffer = BytesMut::with_capacity(capacity);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| GatewayError::UpstreamUnavailable(Box::new(err)))?;
+        let frame = frame.map_err(|err| super::body_read_error(Box::new(err)))?;
         // Trailers are not used by FHIR servers; only data frames are kept.
         let Ok(data) = frame.into_data() else {
             continue;
@@ -87,7 +94,7 @@ async fn rewrite_bundle_body(
                 "Bundle larger than limits.bundle_rewrite_max streamed without URL rewriting"
             );
             let head = futures_util::stream::once(async move {
-                Ok::<_, hyper::Error>(Frame::data(buffer.freeze()))
+                Ok::<_, BodyError>(Frame::data(buffer.freeze()))
             });
             let rest = head.chain(BodyStream::new(body));
             return Ok((Body::new(StreamBody::new(rest)), None));

@@ -15,8 +15,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, head
 use tokio_rustls::TlsConnector;
 
 use super::UpstreamError;
+use super::body::UpstreamBody;
 use super::connect::{self, Address};
-use super::pool::{Conn, Lease, PoolSettings, Target, UpstreamBody};
+use super::pool::{Conn, Lease, PoolSettings, Target};
 use crate::config::{Balance, RetryConfig, UpstreamConfig, base_string};
 
 /// Which target answered; set on every upstream response so its URLs are rewritten from the
@@ -82,14 +83,6 @@ impl Client {
         &self.targets
     }
 
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    pub(crate) fn response_timeout(&self) -> Duration {
-        self.response_timeout
-    }
-
     /// Send `request` (whose URI may name any target or none: only its path and query are
     /// used) to a target, retrying where safe. The response carries [`AnsweredBy`].
     pub(crate) async fn request(
@@ -150,7 +143,10 @@ impl Client {
                         target.record_success();
                     }
                     let base = AnsweredBy(Arc::clone(&target.base));
-                    let mut response = response.map(|body| UpstreamBody::new(body, lease));
+                    // The header limit also bounds each wait for more of the body.
+                    let idle_limit = self.response_timeout;
+                    let mut response =
+                        response.map(|body| UpstreamBody::new(body, lease, idle_limit));
                     response.extensions_mut().insert(base);
                     return Ok(response);
                 }
@@ -325,7 +321,10 @@ fn address(url: &url::Url) -> Result<Address, super::BuildError> {
         .host_str()
         .ok_or_else(|| super::BuildError::Target(url.to_string()))?;
     // `Url` keeps IPv6 literals bracketed; the socket address wants them bare.
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url
         .port_or_known_default()
         .ok_or_else(|| super::BuildError::Target(url.to_string()))?;
@@ -337,7 +336,11 @@ fn address(url: &url::Url) -> Result<Address, super::BuildError> {
         _ => None,
     };
     Ok(Address {
-        label: Arc::from(format!("{}://{}:{port}", url.scheme(), url.host_str().unwrap_or(""))),
+        label: Arc::from(format!(
+            "{}://{}:{port}",
+            url.scheme(),
+            url.host_str().unwrap_or("")
+        )),
         host,
         port,
         tls,

@@ -2,6 +2,7 @@
 //! connection pool over hyper's HTTP/1.1 and HTTP/2 connections, with balancing, retries and
 //! passive health per target), and the cached readiness probe behind `/readyz`.
 
+mod body;
 mod client;
 mod connect;
 mod pool;
@@ -16,8 +17,8 @@ use tokio::sync::Mutex;
 
 use crate::config::{GatewayConfig, base_string};
 
+pub(crate) use body::{BodyError, UpstreamBody};
 pub(crate) use client::{AnsweredBy, Client};
-pub(crate) use pool::UpstreamBody;
 
 /// Why the gateway could not be built from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]

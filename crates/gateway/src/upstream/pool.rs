@@ -7,17 +7,12 @@
 //! list when its response body ends; a body dropped early takes the connection with it, since
 //! the unread rest of the response would otherwise be read as the next answer.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use bytes::Bytes;
 use http::HeaderValue;
-use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
 use super::connect::Address;
@@ -178,8 +173,10 @@ impl Target {
         if failures >= self.settings.failures_to_eject {
             self.consecutive_failures.store(0, Ordering::Relaxed);
             let for_ms = u64::try_from(self.settings.eject_for.as_millis()).unwrap_or(u64::MAX);
-            self.ejected_until
-                .store(self.now_ms().saturating_add(for_ms).max(1), Ordering::Relaxed);
+            self.ejected_until.store(
+                self.now_ms().saturating_add(for_ms).max(1),
+                Ordering::Relaxed,
+            );
             self.stats.ejections.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 target_base = %self.base,
@@ -222,7 +219,7 @@ impl Lease {
     }
 
     /// The response is complete: the connection can serve the next request.
-    fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if let Some(sender) = self.sender.take() {
             self.target.check_in(sender);
         }
@@ -232,57 +229,5 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.target.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The upstream's response body; gives its connection back to the pool when it ends.
-pub(crate) struct UpstreamBody {
-    inner: Incoming,
-    lease: Option<Lease>,
-}
-
-impl UpstreamBody {
-    pub(crate) fn new(inner: Incoming, lease: Lease) -> Self {
-        let mut body = UpstreamBody {
-            inner,
-            lease: Some(lease),
-        };
-        if http_body::Body::is_end_stream(&body.inner) {
-            body.finish();
-        }
-        body
-    }
-
-    fn finish(&mut self) {
-        if let Some(mut lease) = self.lease.take() {
-            lease.release();
-        }
-    }
-}
-
-impl http_body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.finish(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
-            Poll::Ready(Some(Err(_))) => self.lease = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -135,7 +135,10 @@ async fn one_entry_of_thirty_for_another_patient_is_still_removed() {
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("P2"), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
-    assert!(v.get("total").is_none(), "a total counting removed matches is dropped");
+    assert!(
+        v.get("total").is_none(),
+        "a total counting removed matches is dropped"
+    );
     assert_eq!(ids(&text).len(), 29);
     assert_eq!(
         v["entry"].as_array().unwrap().len(),
@@ -155,7 +158,10 @@ async fn another_patients_include_is_cut_out_and_the_rest_kept_as_sent() {
     f.serve("/Observation", &searchset(&entries));
     let (status, text) = f.get("/Observation?patient=P1").await;
     assert_eq!(status, 200, "{text}");
-    assert!(!text.contains("P2") && !text.contains("p2-secret-note"), "{text}");
+    assert!(
+        !text.contains("P2") && !text.contains("p2-secret-note"),
+        "{text}"
+    );
     for kept in entries.iter().filter(|e| !e.contains("P2")) {
         assert!(text.contains(kept.as_str()), "{kept} not passed as sent");
     }

@@ -9,6 +9,9 @@ use std::path::Path;
 use fhirgate_audit::{AuditConfig, AuditEvent};
 use fhirgate_fhir::ResourceType::{Observation, Patient, Practitioner};
 
+use fhirgate_testkit::upstream::{Canned, MockUpstream};
+use serde_json::json;
+
 use crate::upstream::{FhirUpstream, P2_MARKERS};
 use crate::{Answer, Env, READ_SEARCH, cache, rule};
 
@@ -166,7 +169,9 @@ async fn shared_types_are_shared_and_unbound_tokens_never_cache_compartment_data
     // user or system grants) share one entry...
     let user = env.user("user/*.rs");
     let other_user = env.user("user/Practitioner.rs system/Location.rs");
-    env.get("/Practitioner/pr1", &user).await.expect(200, "Miss");
+    env.get("/Practitioner/pr1", &user)
+        .await
+        .expect(200, "Miss");
     env.get("/Practitioner/pr1", &other_user)
         .await
         .expect(200, "Hit");
@@ -180,17 +185,28 @@ async fn shared_types_are_shared_and_unbound_tokens_never_cache_compartment_data
         .await
         .expect(403, "-");
     assert_eq!(upstream.hits(), 1);
-    // ...while patient grants, whose answers phase 7 checks, get one entry per patient.
+    // ...while patient grants, whose answers phase 7 checks, share one entry per grant: the
+    // check of a type outside the compartment does not depend on the patient.
     env.get("/Practitioner/pr1", &t1).await.expect(200, "Miss");
     env.get("/Practitioner/pr1", &t1).await.expect(200, "Hit");
-    env.get("/Practitioner/pr1", &t2).await.expect(200, "Miss");
     env.get("/Practitioner/pr1", &t2).await.expect(200, "Hit");
+    let narrower = env.token("P2", "launch/patient patient/Practitioner.rs");
+    env.get("/Practitioner/pr1", &narrower)
+        .await
+        .expect(200, "Miss");
+    env.get("/Practitioner/pr1", &narrower)
+        .await
+        .expect(200, "Hit");
     assert_eq!(upstream.hits(), 3);
 
     // A user-level token on compartment data: never cached, in any direction.
     env.get("/Observation/o1", &t1).await.expect(200, "Miss");
-    env.get("/Observation/o1", &user).await.expect(200, "Bypass");
-    env.get("/Observation/o2", &user).await.expect(200, "Bypass");
+    env.get("/Observation/o1", &user)
+        .await
+        .expect(200, "Bypass");
+    env.get("/Observation/o2", &user)
+        .await
+        .expect(200, "Bypass");
     env.get("/Observation/o2", &user)
         .await
         .expect(200, "Bypass");
@@ -241,4 +257,86 @@ fn records(dir: &Path) -> Vec<AuditEvent> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn a_grant_shared_answer_that_names_a_patient_is_not_kept() {
+    // A broken upstream answers a Practitioner read with P1's Patient resource. Under P1's
+    // grant phase 7 lets it through (it is P1's own record) and names P1 in it, so it must
+    // not land in the entry every patient with that grant shares.
+    let upstream = MockUpstream::start().await.unwrap();
+    upstream.respond(
+        "/Practitioner/odd",
+        Canned::resource(&json!({"resourceType": "Patient", "id": "P1",
+            "name": [{"family": "Oneperson"}]})),
+    );
+    upstream.respond(
+        "/Practitioner/pr1",
+        Canned::resource(&json!({"resourceType": "Practitioner", "id": "pr1"})),
+    );
+    let env = Env::start(&upstream.base_url(), |c| {
+        c.cache = Some(cache(vec![rule(&[Practitioner], READ_SEARCH)]));
+    })
+    .await;
+    let t1 = env.t1();
+    let t2 = env.token("P2", "launch/patient patient/*.rs");
+    let a = env.get("/Practitioner/odd", &t1).await;
+    assert_ne!(a.cache(), "Hit");
+    let a = env.get("/Practitioner/odd", &t1).await;
+    assert_ne!(a.cache(), "Hit", "not stored: {}", a.text);
+    let a = env.get("/Practitioner/odd", &t2).await;
+    assert_ne!(a.cache(), "Hit");
+    assert_no_p1(&a);
+    assert_eq!(upstream.hits(), 3);
+    // A clean answer under the same grants is shared.
+    env.get("/Practitioner/pr1", &t1).await.expect(200, "Miss");
+    env.get("/Practitioner/pr1", &t2).await.expect(200, "Hit");
+    assert_eq!(upstream.hits(), 4);
+}
+
+#[tokio::test]
+async fn with_context_headers_entries_are_kept_per_principal() {
+    // The upstream is told who asks (`X-Fhirgate-*`) and may answer accordingly, so two
+    // principals never share an entry even for a shared type; the same principal still hits.
+    let upstream = MockUpstream::start().await.unwrap();
+    upstream.respond(
+        "/Practitioner/pr1",
+        Canned::resource(&json!({"resourceType": "Practitioner", "id": "pr1"})),
+    );
+    let env = Env::start(&upstream.base_url(), |c| {
+        c.cache = Some(cache(vec![rule(&[Practitioner], READ_SEARCH)]));
+        c.authorization.context_headers = true;
+    })
+    .await;
+    let alice = env
+        .issuer
+        .token()
+        .claim("aud", fhirgate_testkit::gateway::PUBLIC_BASE)
+        .claim("sub", "alice")
+        .claim("scope", "user/*.rs")
+        .without_claim("patient")
+        .build()
+        .unwrap();
+    let bob = env
+        .issuer
+        .token()
+        .claim("aud", fhirgate_testkit::gateway::PUBLIC_BASE)
+        .claim("sub", "bob")
+        .claim("scope", "user/*.rs")
+        .without_claim("patient")
+        .build()
+        .unwrap();
+    env.get("/Practitioner/pr1", &alice)
+        .await
+        .expect(200, "Miss");
+    env.get("/Practitioner/pr1", &alice)
+        .await
+        .expect(200, "Hit");
+    env.get("/Practitioner/pr1", &bob).await.expect(200, "Miss");
+    env.get("/Practitioner/pr1", &bob).await.expect(200, "Hit");
+    assert_eq!(upstream.hits(), 2);
+    assert_eq!(
+        upstream.last_request().unwrap().headers["x-fhirgate-sub"],
+        "bob"
+    );
 }

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod errors;
-mod upstream_targets;
 mod proxy;
 mod server;
+mod upstream_targets;
 
 use std::net::SocketAddr;
 

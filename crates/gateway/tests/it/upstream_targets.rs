@@ -67,7 +67,7 @@ async fn resetting_server() -> (String, Arc<AtomicUsize>) {
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 // Reset rather than a clean close: the abortive close the tests are about.
-                let _ = stream.set_linger(Some(Duration::ZERO));
+                let _ = stream.set_zero_linger();
                 let _ = stream.shutdown().await;
             });
         }
@@ -100,7 +100,9 @@ async fn a_get_is_retried_on_connect_failure_and_served_by_the_other_target() {
 async fn without_retries_a_connect_failure_is_502_exception() {
     let good = MockUpstream::start().await.unwrap();
     good.respond("/Patient/1", patient());
-    let config = config_for(&[dead_base(), good.base_url()], |c| c.upstream.retries.max = 0);
+    let config = config_for(&[dead_base(), good.base_url()], |c| {
+        c.upstream.retries.max = 0
+    });
     let gw = TestGateway::start(config).await.unwrap();
     let mut codes = Vec::new();
     for _ in 0..2 {
@@ -131,7 +133,10 @@ async fn a_post_that_reached_the_upstream_is_never_sent_twice() {
     let (status, code, _) = outcome_code(response).await;
     assert_eq!((status, code.as_str()), (502, "exception"));
     // The answer came after every attempt, so the count is final.
-    assert_eq!(seen_a.load(Ordering::SeqCst) + seen_b.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        seen_a.load(Ordering::SeqCst) + seen_b.load(Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test]
@@ -146,12 +151,31 @@ async fn a_get_reset_before_headers_is_retried_once_then_502() {
 }
 
 #[tokio::test]
+async fn the_retry_budget_stops_retries_once_spent() {
+    let (reset, seen) = resetting_server().await;
+    // No deposits: only the reserve of 10 retries is ever available.
+    let config = config_for(std::slice::from_ref(&reset), |c| {
+        c.upstream.retries.budget_percent = 0;
+    });
+    let gw = TestGateway::start(config).await.unwrap();
+    for i in 1..=12 {
+        let response = client().get(gw.url("/Patient/1")).send().await.unwrap();
+        let (status, code, _) = outcome_code(response).await;
+        assert_eq!((status, code.as_str()), (502, "exception"), "request {i}");
+    }
+    // Ten requests sent twice, the last two once each.
+    assert_eq!(seen.load(Ordering::SeqCst), 22);
+}
+
+#[tokio::test]
 async fn a_stalled_upstream_is_504_timeout_at_the_configured_limit() {
     let upstream = MockUpstream::start().await.unwrap();
     let gate = Gate::new();
     upstream.respond("/Patient/1", patient().hold_until(&gate));
     let limit = Duration::from_millis(300);
-    let config = config_for(&[upstream.base_url()], |c| c.upstream.response_timeout = limit);
+    let config = config_for(&[upstream.base_url()], |c| {
+        c.upstream.response_timeout = limit
+    });
     let gw = TestGateway::start(config).await.unwrap();
     let started = Instant::now();
     let response = client().get(gw.url("/Patient/1")).send().await.unwrap();
@@ -250,7 +274,10 @@ async fn a_failing_target_is_ejected_and_returns_after_eject_for() {
         .unwrap();
     let ejections = metrics
         .lines()
-        .find(|l| l.starts_with("fhirgate_upstream_ejections_total") && l.contains(&failing.addr().to_string()))
+        .find(|l| {
+            l.starts_with("fhirgate_upstream_ejections_total")
+                && l.contains(&failing.addr().to_string())
+        })
         .unwrap_or_default()
         .to_owned();
     assert!(ejections.ends_with(" 1"), "{ejections}\n{metrics}");

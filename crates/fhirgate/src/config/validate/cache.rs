@@ -147,6 +147,42 @@ mod tests {
     }
 
     #[test]
+    fn the_example_caches_slow_changing_types_and_metadata_only() {
+        let example = include_str!("../../../../../examples/fhirgate.yaml");
+        let cache = parse(example).unwrap().gateway.cache.unwrap();
+        let mut cached: Vec<ResourceType> = cache
+            .rules
+            .iter()
+            .filter(|r| {
+                r.interactions.contains(&CacheInteraction::Read)
+                    && r.interactions.contains(&CacheInteraction::Search)
+            })
+            .flat_map(|r| r.resource_types.iter().copied())
+            .collect();
+        cached.sort();
+        use ResourceType::*;
+        let mut expected = vec![
+            Practitioner,
+            PractitionerRole,
+            Organization,
+            Location,
+            Medication,
+            ValueSet,
+            CodeSystem,
+        ];
+        expected.sort();
+        assert_eq!(cached, expected);
+        assert!(cache.rules.iter().all(|r| !r.all_types));
+        assert!(
+            cache
+                .rules
+                .iter()
+                .any(|r| r.interactions == [CacheInteraction::Capabilities])
+        );
+        assert!(cache.max_memory > 0 && cache.max_entry_size <= cache.max_memory);
+    }
+
+    #[test]
     fn cache_mistakes_name_their_key() {
         for (bad, key) in [
             ("cache: { max_memory: lots }", "cache.max_memory"),

@@ -44,7 +44,14 @@ pub(super) fn validate(p: &mut Problems, up: &RawUpstream, config: &mut Upstream
     }
     if let Some(r) = &up.retries {
         let retries = &mut config.retries;
-        whole(p, "upstream.retries.max", r.max.as_ref(), 0, 10, &mut retries.max);
+        whole(
+            p,
+            "upstream.retries.max",
+            r.max.as_ref(),
+            0,
+            10,
+            &mut retries.max,
+        );
         whole(
             p,
             "upstream.retries.budget_percent",
@@ -150,17 +157,17 @@ mod tests {
         assert_eq!(up.url.as_str(), "http://10.0.0.5:8080/fhir");
         assert_eq!(up.target_urls().len(), 2);
         assert_eq!(up.balance, Balance::LeastRequests);
-        assert_eq!(
-            (up.retries.max, up.retries.budget_percent),
-            (2, 10)
-        );
+        assert_eq!((up.retries.max, up.retries.budget_percent), (2, 10));
         assert!(up.retries.on_connect && !up.retries.on_idempotent);
         assert_eq!(up.health.failures_to_eject, 3);
         assert_eq!(up.health.eject_for, Duration::from_secs(10));
 
-        let single = parse(&format!("{HEAD}upstream: {{ url: http://10.0.0.5/fhir }}\n")).unwrap();
+        let single = parse(&format!(
+            "{HEAD}upstream: {{ url: http://10.0.0.5/fhir }}\n"
+        ))
+        .unwrap();
         let up = &single.gateway.upstream;
-        assert_eq!(up.target_urls(), [up.url.clone()]);
+        assert_eq!(up.target_urls(), std::slice::from_ref(&up.url));
         assert_eq!(up.retries, RetryConfig::default());
     }
 
@@ -199,10 +206,7 @@ mod tests {
             ),
         ] {
             let errors = parse(&format!("{HEAD}{bad}\n")).unwrap_err();
-            assert!(
-                errors.iter().any(|e| e.key == key),
-                "{bad}: {errors:?}"
-            );
+            assert!(errors.iter().any(|e| e.key == key), "{bad}: {errors:?}");
         }
     }
 }
