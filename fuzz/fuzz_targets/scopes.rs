@@ -4,6 +4,7 @@
 #![no_main]
 
 use fhirgate_fhir::{FhirRequest, Interaction, ResourceType, SearchParams};
+use fhirgate_smart::scope::MAX_SCOPE_LEN;
 use fhirgate_smart::{Grant, Policy, ScopeSet, authorize};
 use libfuzzer_sys::fuzz_target;
 
@@ -13,6 +14,12 @@ fuzz_target!(|data: &[u8]| {
     for scope in &set.resources {
         let printed = scope.to_string();
         let again = ScopeSet::parse(&printed);
+        if printed.len() > MAX_SCOPE_LEN {
+            // Percent-encoding can push a scope over the length cap: read back, it is
+            // refused, which narrows the grant and never widens it.
+            assert!(again.resources.is_empty(), "{printed} over the cap was accepted");
+            continue;
+        }
         let Some(back) = again.resources.first() else {
             panic!("{printed} does not parse back");
         };

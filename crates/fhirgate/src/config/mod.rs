@@ -85,7 +85,7 @@ pub fn parse(source: &str) -> Result<Config, Vec<ConfigError>> {
     let raw: raw::RawConfig = if source.trim().is_empty() {
         raw::RawConfig::default()
     } else {
-        serde_yaml_ng::from_str(source).map_err(|err| vec![yaml_error(&err)])?
+        serde_yaml_ng::from_str(source).map_err(|err| vec![yaml_error(&err, source)])?
     };
     let gateway = validate::validate(&raw).map_err(|problems| {
         problems
@@ -105,19 +105,46 @@ pub fn parse(source: &str) -> Result<Config, Vec<ConfigError>> {
     Ok(Config { gateway })
 }
 
-fn yaml_error(err: &serde_yaml_ng::Error) -> ConfigError {
-    let location = err.location();
+fn yaml_error(err: &serde_yaml_ng::Error, source: &str) -> ConfigError {
     let mut message = err.to_string();
     // The position is printed in front, in the usual file:line:col form.
     if let Some(at) = message.find(" at line ") {
         message.truncate(at);
     }
+    // At the end of a text without a final line break the parser reports the line after
+    // the last one, which an editor cannot jump to: point at the end of the text instead.
+    let position = err.location().map(|l| {
+        let end = end_of(source);
+        if l.line() > end.0 {
+            end
+        } else {
+            (l.line(), l.column())
+        }
+    });
     ConfigError {
-        line: location.as_ref().map(|l| l.line()),
-        column: location.as_ref().map(|l| l.column()),
+        line: position.map(|(line, _)| line),
+        column: position.map(|(_, column)| column),
         key: String::new(),
         message,
     }
+}
+
+/// Line and column (1-based) just after the last character, counting the line breaks
+/// YAML knows (CR LF as one).
+fn end_of(source: &str) -> (usize, usize) {
+    let (mut line, mut column) = (1, 1);
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                line += 1;
+                column = 1;
+            }
+            _ => column += 1,
+        }
+    }
+    (line, column)
 }
 
 #[cfg(test)]

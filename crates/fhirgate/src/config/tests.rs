@@ -197,3 +197,14 @@ fn revocation_notices_are_read_with_defaults_and_bad_values_named() {
     .unwrap_err();
     assert!(typo[0].message.contains("chanel"), "{typo:?}");
 }
+
+#[test]
+fn a_syntax_error_at_the_end_of_the_text_points_inside_it() {
+    // Found by the `config` fuzz target: the parser put this error on line 2 of a
+    // one-line text.
+    let errors = parse("{public_base_url: #http://gw/fh").unwrap_err();
+    assert_eq!(errors[0].line, Some(1), "{errors:?}");
+    assert_eq!(errors[0].column, Some(32), "{errors:?}");
+    let errors = parse("listen: 127.0.0.1:8080\r\nupstream: [").unwrap_err();
+    assert_eq!(errors[0].line, Some(2), "{errors:?}");
+}

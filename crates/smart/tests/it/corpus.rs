@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use fhirgate_fhir::references::{collect_references, parse_reference, patient_links};
+use fhirgate_smart::scope::MAX_SCOPE_LEN;
 use fhirgate_smart::{Grant, ScopeSet};
 
 fn corpus(name: &str) -> Vec<Vec<u8>> {
@@ -28,7 +29,14 @@ fn scopes_corpus_parses_without_widening() {
         let set = ScopeSet::parse(&text);
         // Every accepted scope round-trips to a scope that parses to the same grant.
         for r in &set.resources {
-            let again = ScopeSet::parse(&r.to_string());
+            let printed = r.to_string();
+            let again = ScopeSet::parse(&printed);
+            if printed.len() > MAX_SCOPE_LEN {
+                // Percent-encoding pushed it over the cap: refused when read back, which
+                // narrows the grant (fuzz/fuzz_targets/scopes.rs checks the same).
+                assert!(again.resources.is_empty(), "{printed}");
+                continue;
+            }
             assert_eq!(
                 again.resources.first().map(|x| x.permissions),
                 Some(r.permissions)
