@@ -488,7 +488,9 @@ pub fn patch(
     check_if_match(rtype, id, Some(&existing), if_match)?;
     let mut doc: Value = serde_json::from_str(existing.body.as_deref().unwrap_or("{}"))
         .map_err(|e| StoreError::structure(format!("stored resource is not JSON: {e}")))?;
-    json_patch::patch(&mut doc, patch).map_err(|e| StoreError::Invalid {
+    // `patch_unsafe`: `patch` panics when it cannot undo a failed patch (a move into what it
+    // just moved); on error `doc` is dropped and nothing is written.
+    json_patch::patch_unsafe(&mut doc, patch).map_err(|e| StoreError::Invalid {
         code: crate::fhir::IssueType::Processing,
         diagnostics: format!("JSON Patch failed: {e}"),
         expression: None,
