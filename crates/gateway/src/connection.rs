@@ -7,7 +7,7 @@
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,15 @@ pub(crate) struct Activity {
     last_ms: AtomicU64,
     /// Set by a stalled request body: the connection is dropped, not drained.
     stalled: Notify,
+    /// Requests whose response body hyper has not finished with.
+    in_flight: AtomicUsize,
+    /// Requests answered so far, and a signal at each.
+    answered: AtomicU64,
+    answered_signal: Notify,
+    /// Reads that delivered bytes, and their count when the last request was answered: more
+    /// reads since then mean the client has started another request.
+    reads: AtomicU64,
+    reads_when_answered: AtomicU64,
 }
 
 impl Activity {
@@ -34,17 +43,64 @@ impl Activity {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
             stalled: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            answered: AtomicU64::new(0),
+            answered_signal: Notify::new(),
+            reads: AtomicU64::new(0),
+            reads_when_answered: AtomicU64::new(0),
         })
     }
 
-    fn touch(&self) {
+    /// Count a request as in flight until the returned guard is dropped.
+    pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Nothing in progress: every request answered and no byte of another one read.
+    pub(crate) fn quiescent(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && self.reads.load(Ordering::Relaxed)
+                == self.reads_when_answered.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a request is answered (at once if one was since the last call).
+    pub(crate) async fn request_answered(&self) {
+        self.answered_signal.notified().await;
+    }
+
+    /// Resolves when a request body on this connection has stalled.
+    pub(crate) async fn stalled(&self) {
+        self.stalled.notified().await;
+    }
+
+    pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
+    pub(crate) fn idle_for(&self) -> Duration {
         let now = self.base.elapsed();
         now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A request in flight on a connection; dropping it counts the request as answered.
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity
+            .reads_when_answered
+            .store(activity.reads.load(Ordering::Relaxed), Ordering::Relaxed);
+        activity.answered.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        activity.answered_signal.notify_one();
     }
 }
 
@@ -58,6 +114,10 @@ impl<S> TrackedIo<S> {
     pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
         TrackedIo { inner, activity }
     }
+
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
@@ -70,6 +130,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
+            self.activity.reads.fetch_add(1, Ordering::Relaxed);
         }
         polled
     }

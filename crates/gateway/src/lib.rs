@@ -21,6 +21,7 @@ mod cors;
 mod ctx;
 mod error;
 mod forward;
+mod keepalive;
 mod layers;
 mod metrics;
 mod pipeline;

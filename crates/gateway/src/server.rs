@@ -11,16 +11,16 @@ use axum::extract::ConnectInfo;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tower::{Service, ServiceExt};
 
 use crate::config::GatewayConfig;
-use crate::connection::{self, Activity, DriveEnd, StallGuard, TrackedIo};
+use crate::connection::{Activity, DriveEnd, StallGuard};
 use crate::error::GatewayError;
+use crate::keepalive::{self, Answering};
 use crate::layers::Front;
 use crate::pipeline::Pipeline;
 use crate::reload::{ReloadRequest, Reloader, SharedPipeline};
@@ -114,8 +114,8 @@ impl Gateway {
         };
         let stack = Front::new(limits.clone(), router);
 
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             // Room over the limit so that most over-limit requests reach the count check
@@ -124,9 +124,16 @@ impl Gateway {
             // Room for the request line and header block, so that oversize headers reach the
             // guard layer and get a proper 431 OperationOutcome.
             .max_buf_size((limits.max_header_size + limits.max_uri_length + 4096).max(8192));
-        http.http2().timer(TokioTimer::new()).max_header_list_size(
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_header_list_size(
             u32::try_from(limits.max_header_size + limits.max_uri_length).unwrap_or(u32::MAX),
         );
+        let protocols = Arc::new(keepalive::Protocols {
+            http1,
+            http2,
+            idle_timeout: limits.idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
+        });
 
         // One permit per open connection: beyond `max_connections` the loop stops accepting
         // and new connections wait in the kernel's backlog, costing this process nothing.
@@ -175,6 +182,7 @@ impl Gateway {
                 limits.max_header_size,
             );
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let answered = body_activity.request_started();
                 let mut request = request.map(|body| {
                     Body::new(StallGuard::new(
                         body,
@@ -185,26 +193,26 @@ impl Gateway {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let too_many_headers = request.headers().len() > max_header_count;
                 let stack = stack.clone();
-                async move {
-                    if too_many_headers {
-                        let refusal = GatewayError::HeadersTooLarge {
+                // Boxed: hyper hands a connection back between requests only when the
+                // service's future is Unpin.
+                Box::pin(async move {
+                    let response = if too_many_headers {
+                        GatewayError::HeadersTooLarge {
                             limit: max_header_size,
                         }
-                        .to_response();
-                        return Ok(refusal.map(Either::Right));
-                    }
-                    stack
-                        .oneshot(request)
-                        .await
-                        .map(|response| response.map(Either::Left))
-                }
+                        .to_response()
+                        .map(Either::Right)
+                    } else {
+                        stack.oneshot(request).await?.map(Either::Left)
+                    };
+                    Ok::<_, Infallible>(response.map(|body| Answering::new(body, answered)))
+                })
             });
-            let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&activity)));
-            let connection = http.serve_connection(io, service).into_owned();
             let closing = closing_rx.clone();
-            let idle_timeout = limits.idle_timeout;
+            let protocols = Arc::clone(&protocols);
+            let fut = keepalive::serve(stream, protocols, service, activity, closing);
             tokio::spawn(async move {
-                match connection::drive(connection, activity, idle_timeout, closing).await {
+                match fut.await {
                     Ok(()) => {}
                     Err(DriveEnd::Error(err)) => {
                         tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
@@ -213,7 +221,7 @@ impl Gateway {
                         tracing::info!(peer = %peer, "request body stalled past limits.body_read_timeout: connection closed");
                     }
                     Err(DriveEnd::Idle) => {
-                        tracing::debug!(peer = %peer, "connection idle past limits.idle_timeout twice: dropped");
+                        tracing::debug!(peer = %peer, "connection idle past limits.idle_timeout: closed");
                     }
                 }
                 drop(slot);

@@ -371,8 +371,12 @@ mod tests {
     use super::*;
 
     fn reference() -> String {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        let path = format!(
+            "{}/../../docs/configuration.md",
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
     }
 
     #[test]

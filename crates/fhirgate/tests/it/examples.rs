@@ -78,18 +78,24 @@ const EXAMPLES: [Example; 3] = [
 ];
 
 fn read_example(file: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(file);
+    let path = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../../examples")
+    .join(file);
     std::fs::read_to_string(path).unwrap()
 }
 
 #[test]
 fn each_identity_provider_example_passes_check_config() {
     for example in &EXAMPLES {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples")
-            .join(example.file);
+        let path = PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+        )
+        .join("../../examples")
+        .join(example.file);
         let out = Command::new(BIN)
             .arg("check-config")
             .arg(&path)

@@ -14,7 +14,11 @@ use std::path::PathBuf;
 pub const BIN: &str = env!("CARGO_BIN_EXE_fhirgate");
 
 pub fn example_config() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/fhirgate.yaml");
+    let path = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../../examples/fhirgate.yaml");
     std::fs::read_to_string(path).unwrap()
 }
 

@@ -72,8 +72,11 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     assert!(closed < Duration::from_secs(10));
 }
 
+/// An idle HTTP/1.1 connection is kept (its buffers released, `keepalive.rs`) until
+/// `idle_timeout`, not `header_read_timeout`; the header clock starts with a request's first
+/// byte, also on a connection that has served requests before.
 #[tokio::test]
-async fn header_timeout_also_closes_idle_http1_connections() {
+async fn idle_http1_connections_outlive_the_header_timeout_and_a_started_head_does_not() {
     let upstream = Upstream::start().await;
     let gateway = FhirgateProcess::serve(
         BIN,
@@ -84,9 +87,52 @@ async fn header_timeout_also_closes_idle_http1_connections() {
     )
     .await
     .unwrap();
-    let mut idle = Raw::connect(socket(&gateway.address)).await.unwrap();
+    let addr = socket(&gateway.address);
+    let mut idle = Raw::connect(addr).await.unwrap();
+    let mut slow = Raw::connect(addr).await.unwrap();
     assert_eq!(idle.get("/fhir/Patient/1").await.unwrap().status, 200);
-    assert!(idle.wait_closed(Duration::from_secs(10)).await.is_some());
+    assert_eq!(slow.get("/fhir/Patient/1").await.unwrap().status, 200);
+    // Past the hibernation delay, so the next bytes meet a fresh hyper connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slow.send(b"GET /fhir/Patient/1 HTTP/1.1\r\nHost: gateway\r\n")
+        .await
+        .unwrap();
+    let cut = slow
+        .wait_closed(Duration::from_secs(10))
+        .await
+        .expect("a request head unfinished past the header timeout is cut off");
+    assert!(cut < Duration::from_secs(5), "cut after {cut:?}");
+    // Idle for twice the header timeout, and still served.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = idle.get("/fhir/Patient/1").await.unwrap();
+    assert_eq!(again.status, 200);
+}
+
+/// Bytes hyper read ahead when an idle connection's buffers are released (the start of a
+/// pipelined request) are replayed to the next hyper connection, not lost.
+#[tokio::test]
+async fn a_pipelined_request_split_across_the_buffer_release_is_served() {
+    let upstream = Upstream::start().await;
+    let gateway = FhirgateProcess::serve(BIN, &config(&upstream, ""))
+        .await
+        .unwrap();
+    let mut client = Raw::connect(socket(&gateway.address)).await.unwrap();
+    client
+        .send(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\nGET /fhir/Patient/1 HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let first = client.read_response().await.unwrap();
+    assert_eq!(first.status, 200);
+    assert!(!first.body.contains("resourceType"), "{}", first.body);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client.send(b"Host: gateway\r\n\r\n").await.unwrap();
+    let second = client.read_response().await.unwrap();
+    assert_eq!(second.status, 200);
+    assert!(
+        second.body.contains(r#""resourceType":"Patient""#),
+        "{}",
+        second.body
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,11 @@ use crate::metrics::parse;
 use crate::{Env, rate_limit};
 
 fn repo_file(path: &str) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let root = format!(
+        "{}/../..",
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+    );
     std::fs::read_to_string(format!("{root}/{path}")).unwrap()
 }
 

@@ -4,7 +4,11 @@ use fhirgate_tokens::fuzzing::check_token_bytes;
 
 #[test]
 fn jwt_fuzz_corpus_replays_cleanly() -> anyhow::Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/jwt");
+    let dir = std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../../fuzz/corpus/jwt");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();
