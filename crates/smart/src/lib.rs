@@ -106,6 +106,7 @@ pub mod scope;
 mod search_rules;
 mod verify;
 mod verify_raw;
+mod verify_single;
 
 pub use authorize::authorize;
 pub use body::RequestBodyCheck;

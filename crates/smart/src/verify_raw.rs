@@ -10,6 +10,8 @@
 //! is skipped. [`ResponseCheck`]'s verdict on the sparse tree is its verdict on the whole
 //! resource. When every entry is visible the body leaves byte for byte as it came; when
 //! only `include` entries must go, they are cut out of the text and the rest is kept as is.
+//! The common verdicts come from one scan of the bytes (`verify_single`); the multi-pass
+//! check here settles the rest and is the reference the single pass is tested against.
 //!
 //! Anything else is [`RawVerdict::NeedsTree`]: the caller parses the tree and runs
 //! [`crate::verify_response`], which removes entries and re-serialises. That includes bodies
@@ -31,6 +33,7 @@ use serde_json::{Map, Number, Value};
 use crate::decision::DenyReason;
 use crate::restriction::TOKEN_ELEMENTS;
 use crate::verify::{FilterOutcome, ResponseCheck, suppressed_outcome, verify_resource};
+use crate::verify_single::single_pass;
 
 /// What the byte-level check concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,22 +94,66 @@ pub fn verify_response_bytes(check: &ResponseCheck, body: &[u8]) -> Result<RawVe
     let Ok(text) = std::str::from_utf8(body) else {
         return Ok(RawVerdict::NeedsTree);
     };
+    // The single pass answers the common cases; whatever it cannot settle is decided by
+    // the multi-pass check, which therefore stays the reference for every verdict.
+    single_pass(check, text).unwrap_or_else(|| multi_pass(check, text))
+}
+
+/// [`verify_response_bytes`] without the single pass: the reference the differential
+/// tests hold the single pass to.
+#[cfg(test)]
+pub(crate) fn verify_response_bytes_multi_pass(
+    check: &ResponseCheck,
+    body: &[u8],
+) -> Result<RawVerdict, DenyReason> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(RawVerdict::NeedsTree);
+    };
+    multi_pass(check, text)
+}
+
+/// Scans the bytes up to four times (the entry array, each entry, each resource); kept
+/// because it settles every shape, including the ones that need splicing.
+fn multi_pass(check: &ResponseCheck, text: &str) -> Result<RawVerdict, DenyReason> {
     let Ok(top) = serde_json::from_str::<TopLevel<'_>>(text) else {
         return Ok(RawVerdict::NeedsTree);
     };
-    let TopLevel {
-        mut sparse,
-        entries,
-    } = top;
-    let is_list = sparse.get("resourceType").and_then(Value::as_str) == Some("Bundle")
-        && matches!(
-            sparse.get("type").and_then(Value::as_str),
-            Some("searchset" | "history")
-        );
-    if is_list {
-        let history = sparse.get("type").and_then(Value::as_str) == Some("history");
-        return Ok(verify_entries(check, text, entries, history));
+    let TopLevel { sparse, entries } = top;
+    match list_kind(&sparse) {
+        Some(kind) => Ok(verify_entries(
+            check,
+            text,
+            entries,
+            kind == ListKind::History,
+        )),
+        None => verify_whole(check, sparse, entries),
     }
+}
+
+/// Which entry rules apply: `filter_searchset` only filters searchsets and histories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    Searchset,
+    History,
+}
+
+pub(crate) fn list_kind(sparse: &Map<String, Value>) -> Option<ListKind> {
+    if sparse.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return None;
+    }
+    match sparse.get("type").and_then(Value::as_str) {
+        Some("searchset") => Some(ListKind::Searchset),
+        Some("history") => Some(ListKind::History),
+        _ => None,
+    }
+}
+
+/// A body that is not a list is one resource: visible as a whole or refused.
+pub(crate) fn verify_whole(
+    check: &ResponseCheck,
+    mut sparse: Map<String, Value>,
+    entries: Option<&RawValue>,
+) -> Result<RawVerdict, DenyReason> {
     if let Some(raw) = entries {
         // Not a list (a document Bundle, a List): its entries are part of the resource.
         let Ok(value) = strict_value(raw.get()) else {
@@ -183,6 +230,32 @@ fn verify_entries(
     }
 }
 
+/// What [`verify_entries`] returns when the entries at `removed` (positions in the entry
+/// array of `len` entries, ascending) are the `include` entries it removes: the same cut,
+/// made from the same text. `None` when the text does not parse as it did.
+pub(crate) fn cut_entries(
+    text: &str,
+    len: usize,
+    removed: &[usize],
+    kind: ListKind,
+    outcome: FilterOutcome,
+) -> Option<RawVerdict> {
+    let entries = serde_json::from_str::<TopLevel<'_>>(text).ok()?.entries?;
+    let list = serde_json::from_str::<Vec<&RawValue>>(entries.get()).ok()?;
+    if list.len() != len {
+        return None;
+    }
+    let kept: Vec<&RawValue> = list
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| removed.binary_search(i).is_err())
+        .map(|(_, entry)| entry)
+        .collect();
+    let suppressed = (kind == ListKind::Searchset).then(|| outcome.removed());
+    let body = splice(text, entries.get(), &kept, suppressed)?;
+    Some(RawVerdict::Filtered { body, outcome })
+}
+
 /// `text` with its entry array (`array`, a slice of `text`) replaced by the kept entries,
 /// plus the `suppressed` outcome entry when `suppressed` counts removed entries.
 fn splice(
@@ -230,9 +303,9 @@ struct RawEntry<'a> {
 }
 
 #[derive(Deserialize)]
-struct RawSearch<'a> {
+pub(crate) struct RawSearch<'a> {
     #[serde(default, borrow)]
-    mode: Option<Cow<'a, str>>,
+    pub(crate) mode: Option<Cow<'a, str>>,
 }
 
 /// A member that is present, even when its value is `null` (which `Option` would fold into
@@ -285,7 +358,7 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
     }
 }
 
-fn keep_if_checked<'de, A: MapAccess<'de>>(
+pub(crate) fn keep_if_checked<'de, A: MapAccess<'de>>(
     map: &mut A,
     sparse: &mut Map<String, Value>,
     key: Cow<'de, str>,
@@ -309,7 +382,7 @@ fn sparse_resource(text: &str) -> Result<Value, serde_json::Error> {
     Ok(value)
 }
 
-struct SparseVisitor;
+pub(crate) struct SparseVisitor;
 
 impl<'de> Visitor<'de> for SparseVisitor {
     type Value = Value;
@@ -327,7 +400,7 @@ impl<'de> Visitor<'de> for SparseVisitor {
     }
 }
 
-fn strict_value(text: &str) -> Result<Value, serde_json::Error> {
+pub(crate) fn strict_value(text: &str) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     let value = Strict.deserialize(&mut de)?;
     de.end()?;
@@ -335,7 +408,7 @@ fn strict_value(text: &str) -> Result<Value, serde_json::Error> {
 }
 
 /// An object key, borrowed from the input unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

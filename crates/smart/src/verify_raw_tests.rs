@@ -440,3 +440,353 @@ proptest! {
         }
     }
 }
+
+// The single pass against the multi-pass check it replaces on the hot path. Bodies are
+// built as text so that repeated members, escaped names, member order and broken bytes
+// can be generated; the verdicts must be identical, not merely compatible.
+
+/// Resources as text. The own patient's (under the search check) and another patient's
+/// make the ordinary verdicts; the odd ones land on the edges of the entry rules.
+const OWN: &[&str] = &[
+    r#"{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"},"valueString":"x"}"#,
+    r#"{"resourceType":"Observation","id":"o3","category":[{"coding":[{"code":"laboratory"}]}],"subject":{"reference":"https://gw.example/fhir/Patient/p1"},"performer":[{"reference":"Practitioner/d1"}]}"#,
+    r#"{"resourceType":"Patient","id":"p1","name":[{"family":"A"}]}"#,
+    r#"{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational"}]}"#,
+    r#"{"resourceType":"Observation","id":"o8","valueString":"a","valueString":"b","subject":{"reference":"Patient/p1"}}"#,
+    r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","id":"n1","subject":{"reference":"Patient/p1"}}}]}"#,
+];
+
+const FOREIGN: &[&str] = &[
+    r#"{"id":"o2","subject":{"reference":"Patient/p2"},"resourceType":"Observation"}"#,
+    r#"{"resourceType":"Condition","id":"c9","subject":{"reference":"Patient/p2"}}"#,
+    r#"{"resourceType":"Patient","id":"p2"}"#,
+    r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","id":"n2","subject":{"reference":"Patient/p2"}}}]}"#,
+    r#"{"resourceType":"Binary","id":"b1","securityContext":{"reference":"Patient/p2"},"data":"aGk="}"#,
+];
+
+const ODD: &[&str] = &[
+    r#"{"resourceType":"Practitioner","id":"d1"}"#,
+    r#"{"resourceType":"Observation","id":"o4","subject":{"reference":"Patient/p2"},"subject":{"reference":"Patient/p1"}}"#,
+    r#"{"resourceType":"Observation","id":"o5","subject":{"reference":"Patient/p2","reference":"Patient/p1"}}"#,
+    r#"{"resourceType":"Observation","id":"o6","subject":{"reference":"Patient/p1"},"sub\u006aect":{"reference":"Patient/p1"}}"#,
+    r#"{"resourceType":"Observation","resourceType":"Observation","id":"o7","subject":{"reference":"Patient/p1"}}"#,
+    r##"{"resourceType":"Observation","id":"o9","contained":[{"resourceType":"Patient","id":"x"}],"subject":{"reference":"#x"}}"##,
+    r#"{"resourceType":"Observation","id":"o10","subject":{"reference":"Patient/p1"},"note":[{"text":"\ud800 lone surrogate, skipped"}]}"#,
+    r#"{"resourceType":"Observation","id":"o\ud800","subject":{"reference":"Patient/p1"}}"#,
+    r#"{"id":"o11","subject":{"reference":"Patient/p1"}}"#,
+    r#"{"resourceType":"Observation","id":"o12","subject":{"reference":"Patient/p1"},"code":{"coding":[{"code":1e400}]}}"#,
+    r#"{}"#,
+    "null",
+    "[]",
+    "7",
+];
+
+fn any_resource() -> impl Strategy<Value = &'static str> + Clone {
+    prop_oneof![
+        proptest::sample::select(OWN),
+        proptest::sample::select(FOREIGN),
+        proptest::sample::select(ODD),
+    ]
+}
+
+const SEARCHES: &[&str] = &[
+    r#"{"mode":"match"}"#,
+    r#"{"mode":"include"}"#,
+    r#"{"mode":"outcome"}"#,
+    r#"{"score":1}"#,
+    "null",
+    r#"{"mode":null}"#,
+    r#"{"mode":7}"#,
+    r#"["include"]"#,
+    r#"{"mode":"match","mode":"include"}"#,
+    r#"{"mode":"inc\u006cude"}"#,
+];
+
+/// Mostly entries a server would send (so that whole bodies come out unchanged or
+/// filtered often enough), the rest anything.
+fn entry_strategy() -> impl Strategy<Value = String> {
+    let ordinary = prop_oneof![
+        (
+            proptest::sample::select(OWN),
+            proptest::sample::select(vec![
+                r#","search":{"mode":"match"}"#,
+                r#","search":{"mode":"include"}"#,
+                "",
+            ])
+        ),
+        (
+            proptest::sample::select(FOREIGN),
+            Just(r#","search":{"mode":"include"}"#)
+        ),
+        (
+            proptest::sample::select(ODD),
+            Just(r#","search":{"mode":"include"}"#)
+        ),
+        (Just(OWN[3]), Just(r#","search":{"mode":"outcome"}"#)),
+    ]
+    .prop_map(|(r, search)| format!(r#"{{"fullUrl":"urn:uuid:1","resource":{r}{search}}}"#));
+    prop_oneof![3 => ordinary, 2 => odd_entry_strategy()]
+}
+
+/// One entry: the members in the generated order, or a non-object shape.
+fn odd_entry_strategy() -> impl Strategy<Value = String> {
+    let resource = any_resource();
+    let search = proptest::sample::select(SEARCHES);
+    (
+        proptest::option::weighted(0.9, resource.clone()),
+        proptest::option::weighted(0.8, search.clone()),
+        proptest::option::weighted(0.15, resource.clone()),
+        proptest::option::weighted(0.15, search),
+        any::<bool>(),
+        any::<bool>(),
+        0..40u8,
+    )
+        .prop_map(
+            |(resource, search, again, search_again, search_first, escaped, shape)| {
+                let name = if escaped {
+                    "resourc\\u0065"
+                } else {
+                    "resource"
+                };
+                let mut members =
+                    vec![r#""fullUrl":"https://gw.example/fhir/Observation/x""#.to_owned()];
+                let push_search = |members: &mut Vec<String>| {
+                    if let Some(s) = search {
+                        members.push(format!(r#""search":{s}"#));
+                    }
+                };
+                if search_first {
+                    push_search(&mut members);
+                }
+                if let Some(r) = resource {
+                    members.push(format!(r#""{name}":{r}"#));
+                }
+                if !search_first {
+                    push_search(&mut members);
+                }
+                if let Some(r) = again {
+                    members.push(format!(r#""resource":{r}"#));
+                }
+                if let Some(s) = search_again {
+                    members.push(format!(r#""search":{s}"#));
+                }
+                match shape {
+                    0 => format!("[{}]", resource.unwrap_or("null")),
+                    1 => "null".to_owned(),
+                    _ => format!("{{{}}}", members.join(",")),
+                }
+            },
+        )
+}
+
+/// A body: a Bundle (list or not) or a single resource, members in any order, sometimes
+/// broken after the fact.
+fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let resource_type = proptest::sample::select(vec![
+        Some(r#""resourceType":"Bundle""#),
+        Some(r#""resourceType":"Bundle""#),
+        Some(r#""resourceType":"Observation""#),
+        Some(r#""resourceType":"Bundle","resourceType":"Bundle""#),
+        None,
+    ]);
+    let kind = proptest::sample::select(vec![
+        Some(r#""type":"searchset""#),
+        Some(r#""type":"searchset""#),
+        Some(r#""type":"history""#),
+        Some(r#""type":"document""#),
+        Some(r#""type":"collection""#),
+        Some(r#""type":7"#),
+        None,
+    ]);
+    let entries = prop_oneof![
+        8 => proptest::collection::vec(entry_strategy(), 0..6)
+            .prop_map(|e| Some(format!(r#""entry":[{}]"#, e.join(",")))),
+        1 => Just(None),
+        1 => proptest::sample::select(vec![
+            r#""entry":{}"#, r#""entry":null"#, r#""entry":[],"entry":[]"#,
+        ]).prop_map(|e| Some(e.to_owned())),
+    ];
+    let subject = proptest::sample::select(vec![
+        None,
+        Some(r#""subject":{"reference":"Patient/p1"}"#),
+        Some(r#""subject":{"reference":"Patient/p2"}"#),
+        Some(r#""id":"p1""#),
+    ]);
+    let damage = prop_oneof![
+        12 => Just(None),
+        1 => (any::<proptest::sample::Index>(), proptest::sample::select(vec![
+            &b"\xff"[..], b"\"", b"}", b",", b"\\", b"\x01",
+        ])).prop_map(Some),
+    ];
+    (resource_type, kind, entries, subject, damage, any::<bool>())
+        .prop_flat_map(|(rt, kind, entries, subject, damage, trailing)| {
+            let members: Vec<String> = [
+                rt,
+                kind,
+                entries.as_deref(),
+                subject,
+                Some(r#""total":3"#),
+                Some(r#""link":[{"relation":"self","url":"x"}]"#),
+            ]
+            .into_iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect();
+            (Just(members).prop_shuffle(), Just(damage), Just(trailing))
+        })
+        .prop_map(|(members, damage, trailing)| {
+            let mut body = format!("{{{}}}", members.join(",")).into_bytes();
+            if let Some((at, bytes)) = damage {
+                let i = at.index(body.len());
+                body.splice(i..i, bytes.iter().copied());
+            }
+            if trailing {
+                body.extend_from_slice(b"\n ");
+            }
+            body
+        })
+}
+
+#[derive(Debug, Default)]
+struct DifferentialStats {
+    bodies: usize,
+    checks: usize,
+    settled_by_single_pass: usize,
+    filtered_by_single_pass: usize,
+    unchanged: usize,
+    filtered: usize,
+    needs_tree: usize,
+    refused: usize,
+}
+
+#[test]
+fn single_pass_gives_the_verdicts_of_the_multi_pass_check() {
+    use proptest::test_runner::{Config, TestRunner};
+    use std::cell::RefCell;
+
+    let checks = [
+        search_check(),
+        check(
+            "patient/Observation.rs patient/Patient.rs",
+            "GET",
+            "/Observation?patient=p1",
+        ),
+        check(
+            "patient/Observation.rs?category=laboratory",
+            "GET",
+            "/Observation?patient=p1",
+        ),
+        check("patient/*.rs", "GET", "/Observation/o1"),
+        check("patient/*.rs", "GET", "/Patient/p1"),
+        check("patient/*.rs", "GET", "/Bundle/d1"),
+    ];
+    const CASES: u32 = 10_000;
+    let stats = RefCell::new(DifferentialStats::default());
+    let mut runner = TestRunner::new(Config {
+        cases: CASES,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&body_strategy(), |body| {
+        let mut s = stats.borrow_mut();
+        s.bodies += 1;
+        for c in &checks {
+            let old = verify_response_bytes_multi_pass(c, &body);
+            let new = verify_response_bytes(c, &body);
+            prop_assert_eq!(&new, &old, "{}", String::from_utf8_lossy(&body));
+            s.checks += 1;
+            if let Ok(text) = std::str::from_utf8(&body)
+                && let Some(settled) = crate::verify_single::single_pass(c, text)
+            {
+                s.settled_by_single_pass += 1;
+                if matches!(settled, Ok(RawVerdict::Filtered { .. })) {
+                    s.filtered_by_single_pass += 1;
+                }
+            }
+            match old {
+                Ok(RawVerdict::Unchanged(_)) => s.unchanged += 1,
+                Ok(RawVerdict::Filtered { .. }) => s.filtered += 1,
+                Ok(RawVerdict::NeedsTree) => s.needs_tree += 1,
+                Err(_) => s.refused += 1,
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let s = stats.into_inner();
+    eprintln!("{s:?}");
+    // Every verdict comes up often enough for agreement to mean something, and the
+    // single pass settles a real share of the bodies rather than deferring everything.
+    let floor = s.checks / 50;
+    assert!(s.unchanged > floor && s.filtered > floor / 4, "{s:?}");
+    assert!(s.needs_tree > floor && s.refused > floor, "{s:?}");
+    assert!(s.settled_by_single_pass > s.checks / 10, "{s:?}");
+    assert!(s.filtered_by_single_pass > floor / 4, "{s:?}");
+}
+
+#[test]
+fn single_pass_settles_the_common_shapes_itself() {
+    let c = search_check();
+    let own = text(&obs("o1", "p1"));
+    let settled = [
+        // Entries before the members that say it is a list.
+        format!(r#"{{"entry":[{{"resource":{own}}}],"type":"searchset","resourceType":"Bundle"}}"#),
+        format!(
+            r#"{{"resourceType":"Bundle","entry":[{{"search":{{"mode":"match"}},"resource":{own}}}],"type":"history"}}"#
+        ),
+        format!(
+            r#"{{"resourceType":"Bundle","type":"history","entry":[{{"request":{{"method":"DELETE"}}}},{{"resource":{own}}}]}}"#
+        ),
+        r#"{"resourceType":"Bundle","type":"searchset","total":0}"#.to_owned(),
+        // Another patient's include: cut out after the one pass.
+        format!(
+            r#"{{"type":"searchset","entry":[{{"resource":{own}}},{{"resource":{},"search":{{"mode":"include"}}}}],"resourceType":"Bundle"}}"#,
+            text(&obs("o2", "p2"))
+        ),
+        // Not a list, known before its entries: read whole, once.
+        format!(r#"{{"resourceType":"Bundle","type":"document","entry":[{{"resource":{own}}}]}}"#),
+        own.clone(),
+    ];
+    for body in &settled {
+        let single = crate::verify_single::single_pass(&c, body);
+        assert!(single.is_some(), "{body}");
+        assert_eq!(
+            single,
+            Some(verify_response_bytes_multi_pass(&c, body.as_bytes())),
+            "{body}"
+        );
+    }
+    let deferred = [
+        // A match entry to remove, or a shape the list rules hand to the tree.
+        format!(
+            r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{}}}]}}"#,
+            text(&obs("o2", "p2"))
+        ),
+        format!(
+            r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"fullUrl":"x"}},{{"resource":{own}}}]}}"#
+        ),
+        format!(r#"{{"resourceType":"Bundle","type":"searchset","entry":[[{own}]]}}"#),
+        // Entries read as a list, but the body turns out not to be one.
+        format!(r#"{{"entry":[{{"resource":{own}}}],"resourceType":"Bundle","type":"document"}}"#),
+    ];
+    for body in &deferred {
+        assert_eq!(crate::verify_single::single_pass(&c, body), None, "{body}");
+    }
+}
+
+#[test]
+fn array_shaped_entries_get_the_multi_pass_verdict() {
+    // `RawEntry` is a derived struct, which serde also fills from an array of its fields
+    // in order; the single pass leaves that shape to the multi-pass check. (Which passes
+    // it unchanged, while the tree check removes such an entry: a disagreement older than
+    // the single pass, kept here because the single pass must not change any verdict.)
+    let c = search_check();
+    let own = text(&obs("o1", "p1"));
+    let body = format!(r#"{{"resourceType":"Bundle","type":"searchset","entry":[[{own}]]}}"#);
+    assert_eq!(
+        verify_response_bytes(&c, body.as_bytes()),
+        verify_response_bytes_multi_pass(&c, body.as_bytes())
+    );
+}
