@@ -293,19 +293,85 @@ fn splice(
 }
 
 /// One searchset entry: only what the entry rules read. Duplicate `resource` or `search`
-/// members fail the parse (serde's derive refuses them), and so do unexpected types.
-#[derive(Deserialize)]
+/// members fail the parse, and so do unexpected types, an entry that is not an object
+/// among them: serde's derive would fill a struct from an array of its fields in order, so
+/// `[[own, other]]` would read the other patient's resource as `search` and skip it.
 struct RawEntry<'a> {
-    #[serde(default, borrow)]
     resource: Present<'a>,
-    #[serde(default, borrow)]
     search: Option<RawSearch<'a>>,
 }
 
-#[derive(Deserialize)]
+impl<'de> Deserialize<'de> for RawEntry<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawEntryVisitor)
+    }
+}
+
+struct RawEntryVisitor;
+
+impl<'de> Visitor<'de> for RawEntryVisitor {
+    type Value = RawEntry<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an entry object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut resource = None;
+        let mut search = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "resource" if resource.is_none() => resource = Some(map.next_value()?),
+                "search" if search.is_none() => search = Some(map.next_value()?),
+                "resource" | "search" => return Err(de::Error::custom("duplicate member")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(RawEntry {
+            resource: resource.unwrap_or_default(),
+            search: search.flatten(),
+        })
+    }
+}
+
+/// `entry.search`: an object (not an array standing for its fields), `mode` at most once.
 pub(crate) struct RawSearch<'a> {
-    #[serde(default, borrow)]
     pub(crate) mode: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for RawSearch<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawSearchVisitor)
+    }
+}
+
+struct RawSearchVisitor;
+
+impl<'de> Visitor<'de> for RawSearchVisitor {
+    type Value = RawSearch<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a search object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut mode: Option<Option<Key<'de>>> = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == "mode" {
+                if mode.is_some() {
+                    return Err(de::Error::custom("duplicate member"));
+                }
+                mode = Some(map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(RawSearch {
+            mode: mode.flatten().map(|Key(mode)| mode),
+        })
+    }
 }
 
 /// A member that is present, even when its value is `null` (which `Option` would fold into

@@ -777,16 +777,43 @@ fn single_pass_settles_the_common_shapes_itself() {
 }
 
 #[test]
-fn array_shaped_entries_get_the_multi_pass_verdict() {
-    // `RawEntry` is a derived struct, which serde also fills from an array of its fields
-    // in order; the single pass leaves that shape to the multi-pass check. (Which passes
-    // it unchanged, while the tree check removes such an entry: a disagreement older than
-    // the single pass, kept here because the single pass must not change any verdict.)
+fn array_shaped_entries_and_searches_are_never_passed_through() {
+    // serde's derive fills a struct from an array of its fields in order: an entry
+    // `[own, other]` once read the other patient's resource as `search` and skipped it.
     let c = search_check();
     let own = text(&obs("o1", "p1"));
-    let body = format!(r#"{{"resourceType":"Bundle","type":"searchset","entry":[[{own}]]}}"#);
-    assert_eq!(
-        verify_response_bytes(&c, body.as_bytes()),
-        verify_response_bytes_multi_pass(&c, body.as_bytes())
+    let other = text(&obs("o2", "p2"));
+    for body in [
+        format!(r#"{{"resourceType":"Bundle","type":"searchset","entry":[[{own},{other}]]}}"#),
+        format!(r#"{{"resourceType":"Bundle","type":"searchset","entry":[[{own}]]}}"#),
+        format!(
+            r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{own},"search":["match"]}}]}}"#
+        ),
+    ] {
+        assert_eq!(
+            verify_response_bytes(&c, body.as_bytes()),
+            Ok(RawVerdict::NeedsTree),
+            "{body}"
+        );
+        assert_eq!(
+            verify_response_bytes_multi_pass(&c, body.as_bytes()),
+            Ok(RawVerdict::NeedsTree),
+            "{body}"
+        );
+    }
+    // The tree check takes such entries out.
+    let mut tree: Value = serde_json::from_str(&format!(
+        r#"{{"resourceType":"Bundle","type":"searchset","entry":[[{own},{other}]]}}"#
+    ))
+    .unwrap();
+    verify_response(&c, &mut tree).unwrap();
+    assert!(!tree.to_string().contains("\"o2\""), "{tree}");
+    // An object entry with an object `search` still takes the fast path.
+    let plain = format!(
+        r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{own},"search":{{"mode":"match","score":1}}}}]}}"#
     );
+    assert!(matches!(
+        verify_response_bytes(&c, plain.as_bytes()),
+        Ok(RawVerdict::Unchanged(_))
+    ));
 }
