@@ -149,6 +149,35 @@ async fn fsync_mode_with_concurrent_writers() {
     assert_eq!(report.records, 200);
 }
 
+/// `durability: os`: requests write their own records when the writer is free and queue them
+/// for the thread when it is not; either way one chain, every record once, in rotated files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn os_mode_with_concurrent_writers_keeps_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.durability = Durability::Os;
+    cfg.rotate_size = 64 * 1024;
+    let sink = AuditSink::open(&cfg).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..40u64 {
+        let sink = sink.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..50u64 {
+                sink.record(input(t * 100 + k, Interaction::Read, &["p1"]))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(sink.is_healthy());
+    assert_eq!(sink.queue_depth(), 0);
+    let report = intact(dir.path());
+    assert_eq!(report.records, 2000);
+}
+
 #[tokio::test]
 async fn an_unwritable_directory_turns_the_sink_unhealthy_until_writes_succeed() {
     let root = tempfile::tempdir().unwrap();
