@@ -82,8 +82,24 @@ static CHECKED_MEMBERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     keys
 });
 
+/// [`CHECKED_MEMBERS`] grouped by length: every member name of every resource in a
+/// response is looked up here, and comparing against the few names of the same length was
+/// a fifth of the check's time less than a binary search over all of them.
+static CHECKED_BY_LENGTH: LazyLock<Vec<Vec<&'static str>>> = LazyLock::new(|| {
+    let longest = CHECKED_MEMBERS.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut by_length = vec![Vec::new(); longest + 1];
+    for key in CHECKED_MEMBERS.iter() {
+        if let Some(bucket) = by_length.get_mut(key.len()) {
+            bucket.push(*key);
+        }
+    }
+    by_length
+});
+
 fn is_checked(key: &str) -> bool {
-    CHECKED_MEMBERS.binary_search(&key).is_ok()
+    CHECKED_BY_LENGTH
+        .get(key.len())
+        .is_some_and(|names| names.contains(&key))
 }
 
 /// Verify a successful JSON response body as [`crate::verify_response`] would, on the

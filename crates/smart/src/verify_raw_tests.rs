@@ -371,6 +371,23 @@ fn checked_members_cover_compartment_and_restriction_elements() {
     }
     assert!(!is_checked("valueQuantity"));
     assert!(!is_checked("text"));
+    // The by-length index answers exactly as the sorted list: every member, and every member
+    // with a byte changed, a byte added or the last one cut.
+    for key in CHECKED_MEMBERS.iter() {
+        assert!(is_checked(key), "{key}");
+        for near in [
+            format!("{key}x"),
+            key[..key.len() - 1].to_owned(),
+            format!("{}Z", &key[..key.len() - 1]),
+        ] {
+            assert_eq!(
+                is_checked(&near),
+                CHECKED_MEMBERS.binary_search(&near.as_str()).is_ok(),
+                "{near}"
+            );
+        }
+    }
+    assert!(!is_checked(""));
 }
 
 fn resource_strategy() -> impl Strategy<Value = Value> {
