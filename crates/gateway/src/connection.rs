@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::server::graceful::GracefulConnection;
@@ -104,19 +104,30 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, noting every successful read and write in its [`Activity`].
+/// The socket, noting every successful read and write in its [`Activity`]. Bytes an earlier
+/// hyper connection read from it but did not use (`keepalive.rs`) are served first.
 pub(crate) struct TrackedIo<S> {
     inner: S,
     activity: Arc<Activity>,
+    read_ahead: Bytes,
 }
 
 impl<S> TrackedIo<S> {
     pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
-        TrackedIo { inner, activity }
+        TrackedIo::with_read_ahead(inner, activity, Bytes::new())
     }
 
-    pub(crate) fn into_inner(self) -> S {
-        self.inner
+    pub(crate) fn with_read_ahead(inner: S, activity: Arc<Activity>, read_ahead: Bytes) -> Self {
+        TrackedIo {
+            inner,
+            activity,
+            read_ahead,
+        }
+    }
+
+    /// The socket and the read-ahead bytes not served yet.
+    pub(crate) fn into_parts(self) -> (S, Bytes) {
+        (self.inner, self.read_ahead)
     }
 }
 
@@ -126,6 +137,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.read_ahead.is_empty() {
+            // Already counted as read when it first arrived.
+            let n = self.read_ahead.len().min(buf.remaining());
+            buf.put_slice(&self.read_ahead[..n]);
+            self.read_ahead.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {

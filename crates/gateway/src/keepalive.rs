@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -155,10 +155,11 @@ where
                 Waited::Closed => return Ok(()),
             }
         }
-        let io = TokioIo::new(ReadAhead {
+        let io = TokioIo::new(TrackedIo::with_read_ahead(
+            stream,
+            Arc::clone(&activity),
             read_ahead,
-            inner: TrackedIo::new(stream, Arc::clone(&activity)),
-        });
+        ));
         // Boxed so that this task's future stays small while hibernating.
         let mut connection = Box::new(protocols.http1.serve_connection(io, service.clone()));
         let answered_before = activity.answered();
@@ -210,11 +211,8 @@ where
             }
         }
         let parts = connection.into_parts();
-        let ReadAhead {
-            read_ahead: unread,
-            inner,
-        } = parts.io.into_inner();
-        stream = inner.into_inner();
+        let (socket, unread) = parts.io.into_inner().into_parts();
+        stream = socket;
         if closing || !hibernating {
             // hyper ended the connection itself (the client asked for close, HTTP/1.0, an
             // error answered) or the gateway is shutting down: close as hyper would have.
@@ -273,58 +271,6 @@ fn join(first: Bytes, second: Bytes) -> Bytes {
     joined.extend_from_slice(&first);
     joined.extend_from_slice(&second);
     joined.freeze()
-}
-
-/// The socket, with bytes a previous hyper connection read but did not use served first.
-struct ReadAhead<S> {
-    read_ahead: Bytes,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.read_ahead.is_empty() {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        }
-        let n = self.read_ahead.len().min(buf.remaining());
-        buf.put_slice(&self.read_ahead[..n]);
-        self.read_ahead.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// A response body that counts its request as answered when hyper is done with it (sent in

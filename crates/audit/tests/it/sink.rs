@@ -122,6 +122,25 @@ async fn a_partial_last_line_starts_a_new_file_with_a_notice() {
     assert_eq!(report.truncations.len(), 1);
 }
 
+/// `tasks` tasks each recording `per_task` records at once through clones of `sink`.
+async fn record_concurrently(sink: &AuditSink, tasks: u64, per_task: u64, kind: Interaction) {
+    let running: Vec<_> = (0..tasks)
+        .map(|t| {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                for k in 0..per_task {
+                    sink.record(input(t * 100 + k, kind, &["p1"]))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in running {
+        task.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn fsync_mode_with_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,20 +148,7 @@ async fn fsync_mode_with_concurrent_writers() {
     cfg.durability = Durability::Fsync;
     cfg.rotate_size = 64 * 1024;
     let sink = AuditSink::open(&cfg).unwrap();
-    let mut tasks = Vec::new();
-    for t in 0..20u64 {
-        let sink = sink.clone();
-        tasks.push(tokio::spawn(async move {
-            for k in 0..10u64 {
-                sink.record(input(t * 100 + k, Interaction::SearchType, &["p1"]))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    record_concurrently(&sink, 20, 10, Interaction::SearchType).await;
     assert!(sink.is_healthy());
     assert_eq!(sink.queue_depth(), 0);
     let report = intact(dir.path());
@@ -158,20 +164,7 @@ async fn os_mode_with_concurrent_writers_keeps_one_chain() {
     cfg.durability = Durability::Os;
     cfg.rotate_size = 64 * 1024;
     let sink = AuditSink::open(&cfg).unwrap();
-    let mut tasks = Vec::new();
-    for t in 0..40u64 {
-        let sink = sink.clone();
-        tasks.push(tokio::spawn(async move {
-            for k in 0..50u64 {
-                sink.record(input(t * 100 + k, Interaction::Read, &["p1"]))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    record_concurrently(&sink, 40, 50, Interaction::Read).await;
     assert!(sink.is_healthy());
     assert_eq!(sink.queue_depth(), 0);
     let report = intact(dir.path());
