@@ -75,5 +75,27 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The event of one request, built and serialised as the gateway does on every request.
+fn serialize(c: &mut Criterion) {
+    let mut group = c.benchmark_group("audit_event");
+    group.throughput(Throughput::Elements(1));
+    let read = {
+        let mut i = input(7);
+        i.interaction = Interaction::Read;
+        i.resource_type = Some("Patient".into());
+        i.resource_id = Some("123".into());
+        i.query = None;
+        i.patients = vec!["123".into()];
+        i
+    };
+    let search = input(8);
+    for (name, input) in [("read", read), ("search", search)] {
+        group.bench_function(BenchmarkId::new("serialize", name), |b| {
+            b.iter(|| fhirgate_audit::serialize_event(&input, "fhirgate"));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, serialize);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 //! The gateway builds an [`AuditInput`] when it is done with a request (allowed or refused)
 //! and awaits [`AuditSink::record`] before the response's last byte goes out, so a process
 //! killed right after serving data has already handed that record to the OS. The record
-//! becomes a FHIR R4 `AuditEvent` in IHE BALP shape ([`AuditEvent::from_input`]) and is
+//! becomes a FHIR R4 `AuditEvent` in IHE BALP shape ([`serialize_event`]) and is
 //! appended as one JSON line carrying a hash of the line before it ([`chain`]), across
 //! rotated files ([`files`], [`filelog`]). The `fhirgate audit` commands read the same files
 //! back: [`verify`] checks the chain, [`search()`] answers who accessed a patient's data.
@@ -33,7 +33,7 @@ mod writer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AuditConfig, Durability, OnFailure, SinkKind};
 pub use error::{AuditError, ConfigError};
-pub use event::{AuditEvent, OutcomeCode};
+pub use event::{AuditEvent, OutcomeCode, serialize_event};
 pub use forward::{ForwardConfig, ForwardError, Forwarder};
 pub use input::{Action, AuditInput, AuditPrincipal, Interaction, Outcome};
 pub use search::{AuditSummary, SearchFilter, SkippedLine, parse_time_bound, search};

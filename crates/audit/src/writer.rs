@@ -215,13 +215,11 @@ impl AuditSink {
     /// poll has returned, the record is queued and will be written even if the future is
     /// dropped, unless the queue was full at that moment.
     pub async fn record(&self, input: AuditInput) -> Result<(), AuditError> {
-        let event = AuditEvent::from_input(&input, &self.inner.observer);
-        self.record_event(&event).await
+        let event = crate::event::serialize_event(&input, &self.inner.observer)?;
+        self.record_json(event).await
     }
 
-    /// Record an already-built event.
-    pub async fn record_event(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let event = serde_json::to_vec(event).map_err(|e| AuditError::Serialize(e.to_string()))?;
+    async fn record_json(&self, event: Vec<u8>) -> Result<(), AuditError> {
         if let Some(inline) = &self.inner.inline
             && let Ok(mut writer) = inline.0.try_lock()
         {

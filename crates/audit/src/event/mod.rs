@@ -1,6 +1,6 @@
 //! The FHIR R4 `AuditEvent` the trail stores, shaped after IHE BALP (Basic Audit Log
-//! Patterns, <https://profiles.ihe.net/ITI/BALP/>), and its construction from an
-//! [`AuditInput`].
+//! Patterns, <https://profiles.ihe.net/ITI/BALP/>): written straight from an
+//! [`AuditInput`](crate::AuditInput) by [`serialize_event`], read back as [`AuditEvent`].
 //!
 //! Only the elements the gateway fills are modelled; reading ignores anything else, so
 //! records stay readable if later versions add elements. Where we part with BALP: one event
@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::input::{Action, AuditInput};
+use crate::input::Action;
 
 /// Code systems and codes used in the events (spec values, kept in one place).
 pub mod codes {
@@ -41,6 +41,9 @@ pub mod codes {
 
 mod elements;
 mod read;
+mod write;
+
+pub use write::serialize_event;
 
 pub use elements::{
     Agent, CodeableConcept, Coding, Entity, EntityDetail, Identifier, Network, OutcomeCode,
@@ -77,172 +80,6 @@ const ROLE_DOMAIN_RESOURCE: &str = "4";
 const ROLE_QUERY: &str = "24";
 
 impl AuditEvent {
-    /// The BALP-shaped event for one gateway request. `observer` names this gateway.
-    pub fn from_input(input: &AuditInput, observer: &str) -> AuditEvent {
-        let recorded = truncate_to_millis(OffsetDateTime::from(input.recorded));
-        let interaction = input.interaction;
-        let status = input.outcome.status;
-        let mut agent = Vec::with_capacity(3);
-        let principal = input.principal.as_ref();
-        let issuer = principal.and_then(|p| p.issuer.clone());
-        let token_policy: Vec<String> = principal
-            .and_then(|p| p.token_id.clone())
-            .into_iter()
-            .collect();
-        let has_user = principal.is_some_and(|p| p.sub.is_some() || p.fhir_user.is_some());
-
-        // The client application: the network peer, identified by client_id when known.
-        agent.push(Agent {
-            type_: Some(concept(
-                codes::DICOM,
-                codes::SOURCE_ROLE_ID,
-                "Source Role ID",
-            )),
-            who: principal
-                .and_then(|p| p.client_id.as_ref())
-                .map(|id| Reference {
-                    identifier: Some(Identifier {
-                        system: issuer.clone(),
-                        value: id.clone(),
-                    }),
-                    display: Some(id.clone()),
-                    ..Reference::default()
-                }),
-            requestor: !has_user,
-            policy: if has_user {
-                Vec::new()
-            } else {
-                token_policy.clone()
-            },
-            network: input.client_address.map(|ip| Network {
-                address: ip.to_string(),
-                type_: codes::NETWORK_IP.to_owned(),
-            }),
-        });
-        if let Some(p) = principal.filter(|_| has_user) {
-            agent.push(Agent {
-                type_: Some(concept(
-                    codes::PARTICIPATION_TYPE,
-                    codes::INFORMATION_RECIPIENT,
-                    "information recipient",
-                )),
-                who: Some(Reference {
-                    reference: p.fhir_user.clone(),
-                    identifier: p.sub.as_ref().map(|sub| Identifier {
-                        system: issuer.clone(),
-                        value: sub.clone(),
-                    }),
-                    ..Reference::default()
-                }),
-                requestor: true,
-                policy: token_policy,
-                network: None,
-            });
-        }
-        agent.push(Agent {
-            type_: Some(concept(
-                codes::DICOM,
-                codes::DESTINATION_ROLE_ID,
-                "Destination Role ID",
-            )),
-            who: Some(Reference {
-                display: Some(observer.to_owned()),
-                ..Reference::default()
-            }),
-            requestor: false,
-            policy: Vec::new(),
-            network: None,
-        });
-
-        let mut entity = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for id in input.patients.iter().filter(|id| seen.insert(id.as_str())) {
-            entity.push(Entity {
-                what: Some(Reference {
-                    reference: Some(format!("Patient/{id}")),
-                    ..Reference::default()
-                }),
-                type_: Some(Coding::new(codes::ENTITY_TYPE, "1", "Person")),
-                role: Some(Coding::new(codes::OBJECT_ROLE, ROLE_PATIENT, "Patient")),
-                ..Entity::default()
-            });
-        }
-        if let Some(rt) = &input.resource_type {
-            let what = match &input.resource_id {
-                Some(id) => Reference {
-                    reference: Some(format!("{rt}/{id}")),
-                    ..Reference::default()
-                },
-                None => Reference {
-                    type_: Some(rt.clone()),
-                    ..Reference::default()
-                },
-            };
-            entity.push(Entity {
-                what: Some(what),
-                type_: Some(Coding::new(codes::ENTITY_TYPE, "2", "System Object")),
-                role: Some(Coding::new(
-                    codes::OBJECT_ROLE,
-                    ROLE_DOMAIN_RESOURCE,
-                    "Domain Resource",
-                )),
-                ..Entity::default()
-            });
-        }
-        if let Some(q) = input.query.as_deref().filter(|q| !q.is_empty()) {
-            entity.push(Entity {
-                type_: Some(Coding::new(codes::ENTITY_TYPE, "2", "System Object")),
-                role: Some(Coding::new(codes::OBJECT_ROLE, ROLE_QUERY, "Query")),
-                description: Some(request_line(input, Some(q))),
-                query: Some(base64_encode(q.as_bytes())),
-                ..Entity::default()
-            });
-        }
-        let mut detail = vec![EntityDetail {
-            type_: "request".to_owned(),
-            value_string: request_line(input, None),
-        }];
-        if input.aborted {
-            detail.push(EntityDetail {
-                type_: "aborted".to_owned(),
-                value_string: "true".to_owned(),
-            });
-        }
-        entity.push(Entity {
-            what: Some(Reference {
-                identifier: Some(Identifier {
-                    system: None,
-                    value: input.request_id.clone(),
-                }),
-                ..Reference::default()
-            }),
-            type_: Some(Coding::new(
-                codes::BALP_ENTITY_TYPE,
-                "XrequestId",
-                "transport specific unique identifier where http X-Request-Id is used",
-            )),
-            detail,
-            ..Entity::default()
-        });
-
-        AuditEvent {
-            resource_type: "AuditEvent".to_owned(),
-            type_: Coding::new(codes::AUDIT_EVENT_TYPE, "rest", "Restful Operation"),
-            subtype: interaction
-                .code()
-                .map(|c| Coding::new(codes::RESTFUL_INTERACTION, c, c))
-                .into_iter()
-                .collect(),
-            action: Some(interaction.action()),
-            recorded,
-            outcome: Some(OutcomeCode::from_status(status, input.aborted)),
-            outcome_desc: Some(outcome_desc(input)),
-            agent,
-            source: source(observer),
-            entity,
-        }
-    }
-
     /// An event the trail writes about itself (a truncated file found at start-up, recovery
     /// after a write failure), so gaps are explained inside the chain rather than in a log.
     pub fn trail_notice(
@@ -297,46 +134,6 @@ fn source(observer: &str) -> Source {
             "Application Server",
         )],
     }
-}
-
-/// `GET Observation/123` or `GET Observation?code=x`: the relative request, for humans.
-fn request_line(input: &AuditInput, query: Option<&str>) -> String {
-    let mut path = String::new();
-    if let Some(rt) = &input.resource_type {
-        path.push_str(rt);
-        if let Some(id) = &input.resource_id {
-            path.push('/');
-            path.push_str(id);
-        }
-    }
-    if let Some(op) = &input.operation {
-        if !path.is_empty() {
-            path.push('/');
-        }
-        path.push('$');
-        path.push_str(op);
-    }
-    match query {
-        Some(q) => format!("{} {path}?{q}", input.method),
-        None => format!("{} {path}", input.method),
-    }
-}
-
-fn outcome_desc(input: &AuditInput) -> String {
-    let o = &input.outcome;
-    let mut s = o.status.to_string();
-    if let Some(code) = &o.issue_code {
-        s.push(' ');
-        s.push_str(code);
-    }
-    if let Some(d) = &o.description {
-        s.push_str(": ");
-        s.push_str(d);
-    }
-    if input.aborted {
-        s.push_str(" (response aborted mid-body)");
-    }
-    s
 }
 
 fn truncate_to_millis(t: OffsetDateTime) -> OffsetDateTime {

@@ -1,8 +1,15 @@
 use fhirgate_audit::event::codes;
-use fhirgate_audit::{Action, AuditEvent, AuditInput, Interaction, Outcome, OutcomeCode};
+use fhirgate_audit::{
+    Action, AuditEvent, AuditInput, Interaction, Outcome, OutcomeCode, serialize_event,
+};
 use serde_json::Value;
 
 use crate::support::{input, t0};
+
+/// The event as written to the trail, read back.
+fn event(input: &AuditInput, observer: &str) -> AuditEvent {
+    serde_json::from_slice(&serialize_event(input, observer).unwrap()).unwrap()
+}
 
 fn json(e: &AuditEvent) -> Value {
     serde_json::to_value(e).unwrap()
@@ -30,7 +37,7 @@ fn every_interaction_kind_has_the_balp_action_and_lists_its_patients() {
     ];
     assert_eq!(expected.len(), Interaction::ALL.len());
     for (interaction, action) in expected {
-        let e = AuditEvent::from_input(&input(1, interaction, &["p1", "p2", "p1"]), "gw");
+        let e = event(&input(1, interaction, &["p1", "p2", "p1"]), "gw");
         let v = json(&e);
         assert_eq!(v["resourceType"], "AuditEvent");
         assert_eq!(v["type"]["system"], codes::AUDIT_EVENT_TYPE);
@@ -67,7 +74,7 @@ fn every_interaction_kind_has_the_balp_action_and_lists_its_patients() {
 fn agents_source_and_identifiers_follow_balp() {
     let mut i = input(5, Interaction::SearchType, &["p9"]);
     i.query = Some("patient=p9&code=http://loinc.org|1234-5".into());
-    let e = AuditEvent::from_input(&i, "fhirgate-eu-1");
+    let e = event(&i, "fhirgate-eu-1");
     let v = json(&e);
     assert_eq!(v["recorded"], "2026-11-29T10:00:05Z");
     assert_eq!(v["outcome"], "0");
@@ -127,7 +134,7 @@ fn refused_and_anonymous_requests_are_recorded_as_failures() {
     i.resource_type = Some("Patient".into());
     i.resource_id = Some("p1".into());
     i.outcome = Outcome::new(401).with_issue("login", "no bearer token");
-    let e = AuditEvent::from_input(&i, "gw");
+    let e = event(&i, "gw");
     assert_eq!(e.outcome, Some(OutcomeCode::MinorFailure));
     assert_eq!(
         e.outcome_desc.as_deref(),
@@ -143,19 +150,19 @@ fn refused_and_anonymous_requests_are_recorded_as_failures() {
     let mut forbidden = input(2, Interaction::Read, &[]);
     forbidden.outcome =
         Outcome::new(403).with_issue("forbidden", "patient p2 is outside the launch context");
-    let e = AuditEvent::from_input(&forbidden, "gw");
+    let e = event(&forbidden, "gw");
     assert_eq!(e.outcome, Some(OutcomeCode::MinorFailure));
     assert_eq!(e.patients().count(), 0);
 
     let mut aborted = input(3, Interaction::SearchType, &["p1"]);
     aborted.aborted = true;
-    let e = AuditEvent::from_input(&aborted, "gw");
+    let e = event(&aborted, "gw");
     assert_eq!(e.outcome, Some(OutcomeCode::SeriousFailure));
     assert!(e.aborted());
     assert!(e.outcome_desc.unwrap().contains("aborted"));
 
     let upstream = AuditInput::new(t0(), "r-502", "GET", Interaction::Read, 502);
-    let e = AuditEvent::from_input(&upstream, "gw");
+    let e = event(&upstream, "gw");
     assert_eq!(e.outcome, Some(OutcomeCode::SeriousFailure));
 }
 
@@ -165,7 +172,7 @@ fn operations_and_instance_requests_name_what_was_asked() {
     i.resource_type = Some("Patient".into());
     i.resource_id = Some("p1".into());
     i.operation = Some("everything".into());
-    let v = json(&AuditEvent::from_input(&i, "gw"));
+    let v = json(&event(&i, "gw"));
     let req = v["entity"]
         .as_array()
         .unwrap()
@@ -176,5 +183,41 @@ fn operations_and_instance_requests_name_what_was_asked() {
     assert_eq!(
         req["detail"][0]["valueString"],
         "GET Patient/p1/$everything"
+    );
+}
+
+#[test]
+fn every_written_string_reads_back_exactly_whatever_it_holds() {
+    let hostile = "a\"b\\c\nd\u{1}e\u{2028}é/</script>";
+    let mut i = AuditInput::new(t0(), hostile, hostile, Interaction::Operation, 403);
+    i.resource_type = Some(hostile.into());
+    i.resource_id = Some(hostile.into());
+    i.operation = Some(hostile.into());
+    i.query = Some(hostile.into());
+    i.outcome = Outcome::new(403).with_issue(hostile, hostile);
+    let mut p = fhirgate_audit::AuditPrincipal::new(Some(hostile.into()), Some(hostile.into()));
+    p.fhir_user = Some(hostile.into());
+    p.issuer = Some(hostile.into());
+    p.token_id = Some(hostile.into());
+    i.principal = Some(p);
+    i.patients = vec![hostile.into()];
+    let written = serialize_event(&i, hostile).unwrap();
+    assert!(!written.contains(&b'\n'), "one record, one line");
+    let e = event(&i, hostile);
+    assert_eq!(e.patients().collect::<Vec<_>>(), [hostile]);
+    assert_eq!(e.user(), Some(hostile));
+    assert_eq!(e.subject(), Some(hostile));
+    assert_eq!(e.client_id(), Some(hostile));
+    assert_eq!(e.token_id(), Some(hostile));
+    assert_eq!(e.request_id(), Some(hostile));
+    assert_eq!(e.query().as_deref(), Some(hostile));
+    assert_eq!(
+        e.source.observer.display.as_deref(),
+        Some(hostile),
+        "observer"
+    );
+    assert_eq!(
+        e.outcome_desc.as_deref(),
+        Some(format!("403 {hostile}: {hostile}").as_str())
     );
 }
