@@ -100,6 +100,7 @@ mod authorize;
 mod body;
 mod bundle;
 mod decision;
+mod json_scan;
 mod operations;
 pub mod restriction;
 pub mod scope;

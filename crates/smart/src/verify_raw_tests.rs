@@ -371,7 +371,7 @@ fn checked_members_cover_compartment_and_restriction_elements() {
     }
     assert!(!is_checked("valueQuantity"));
     assert!(!is_checked("text"));
-    // The by-length index answers exactly as the sorted list: every member, and every member
+    // The hashed index answers exactly as the sorted list: every member, and every member
     // with a byte changed, a byte added or the last one cut.
     for key in CHECKED_MEMBERS.iter() {
         assert!(is_checked(key), "{key}");
