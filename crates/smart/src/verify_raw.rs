@@ -125,8 +125,7 @@ pub fn verify_response_bytes(check: &ResponseCheck, body: &[u8]) -> Result<RawVe
 }
 
 /// [`verify_response_bytes`] without the single pass: the reference the differential
-/// tests hold the single pass to.
-#[cfg(test)]
+/// tests and the `verify_bytes` fuzz target hold the single pass to.
 pub(crate) fn verify_response_bytes_multi_pass(
     check: &ResponseCheck,
     body: &[u8],
