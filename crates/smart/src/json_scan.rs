@@ -102,8 +102,13 @@ impl<'a> Scanner<'a> {
         if self.bytes().get(end) != Some(&b'"') {
             return Err(Defer);
         }
-        self.pos = end + 1;
-        self.eat(b':')?;
+        // The colon usually follows the name directly.
+        if self.bytes().get(end + 1) == Some(&b':') {
+            self.pos = end + 2;
+        } else {
+            self.pos = end + 1;
+            self.eat(b':')?;
+        }
         self.slice(start, end).map(Some)
     }
 

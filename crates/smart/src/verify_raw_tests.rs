@@ -997,3 +997,30 @@ fn nesting_near_the_limit_gets_the_verdicts_of_the_multi_pass_check() {
     }
     assert!(settled > 10, "{settled}");
 }
+
+#[test]
+fn checked_members_build_as_the_multi_pass_check_builds_them() {
+    let texts = [
+        r#""""#,
+        r#""abc""#,
+        "\"é ü \u{7f} \u{10348}\"",
+        r#""a\"b""#,
+        r#""\u0041\/""#,
+        r#""\ud800""#,
+        r#"{"reference":"Patient/p1"}"#,
+        "7",
+        "1e400",
+        "null",
+    ];
+    for text in texts {
+        let mut s = crate::json_scan::Scanner::new(text);
+        assert_eq!(s.skip_value(0), Ok(()), "{text}");
+        assert_eq!(
+            crate::verify_single::build(text).ok(),
+            strict_value(text).ok(),
+            "{text}"
+        );
+    }
+    assert_eq!(crate::verify_single::plain_string(r#""a\"b""#), None);
+    assert_eq!(crate::verify_single::plain_string(r#""abc""#), Some("abc"));
+}

@@ -149,7 +149,7 @@ fn keep_checked(
     if !is_checked(key) {
         return s.skip_value(depth);
     }
-    let value = strict_value(s.value_text(depth)?).map_err(|_| Defer)?;
+    let value = build(s.value_text(depth)?)?;
     if sparse.insert(key.to_owned(), value).is_some() {
         return Err(Defer);
     }
@@ -263,8 +263,18 @@ impl<'a> SparseResource<'a> {
         }
         s.eat(b'{')?;
         let mut first = true;
+        // Resources of one response list their members in the same order: the member
+        // after the last one found is usually the next one.
+        let mut next = 0;
         while let Some(key) = s.next_key(&mut first)? {
-            match self.members.iter_mut().find(|m| m.key == key) {
+            let found = match self.members.get(next) {
+                Some(member) if member.key == key => Some(next),
+                _ => self.members.iter().position(|m| m.key == key),
+            };
+            if let Some(at) = found {
+                next = at + 1;
+            }
+            match found.and_then(|at| self.members.get_mut(at)) {
                 Some(member) if member.seen => return Err(Defer),
                 Some(member) => {
                     member.seen = true;
@@ -272,14 +282,13 @@ impl<'a> SparseResource<'a> {
                         continue;
                     }
                     let text = s.value_text(4)?;
-                    let value = tree.get_mut(key).ok_or(Defer)?;
-                    *value = strict_value(text).map_err(|_| Defer)?;
+                    rebuild(tree.get_mut(key).ok_or(Defer)?, text)?;
                     member.text = text;
                 }
                 None if !is_checked(key) => s.skip_value(4)?,
                 None => {
                     let text = s.value_text(4)?;
-                    tree.insert(key.to_owned(), strict_value(text).map_err(|_| Defer)?);
+                    tree.insert(key.to_owned(), build(text)?);
                     self.members.push(Member {
                         key,
                         text,
@@ -324,19 +333,39 @@ fn read_search<'a>(s: &mut Scanner<'a>) -> Scanned<Option<&'a str>> {
                 s.skip_value(4)?;
                 None
             }
-            b'"' => {
-                let text = s.value_text(4)?;
-                let inner = text
-                    .strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    .ok_or(Defer)?;
-                if inner.contains('\\') {
-                    return Err(Defer);
-                }
-                Some(inner)
-            }
+            b'"' => Some(plain_string(s.value_text(4)?).ok_or(Defer)?),
             _ => return Err(Defer),
         });
     }
     Ok(mode.flatten())
+}
+
+/// A checked member's value as the multi-pass check builds it ([`strict_value`]), from
+/// text the scanner has validated.
+pub(crate) fn build(text: &str) -> Scanned<Value> {
+    match plain_string(text) {
+        Some(plain) => Ok(Value::String(plain.to_owned())),
+        None => strict_value(text).map_err(|_| Defer),
+    }
+}
+
+/// `*value = build(text)`, keeping the old string's buffer when both are strings: the
+/// `id` changes from one resource to the next.
+fn rebuild(value: &mut Value, text: &str) -> Scanned<()> {
+    match (value, plain_string(text)) {
+        (Value::String(old), Some(plain)) => {
+            old.clear();
+            old.push_str(plain);
+        }
+        (value, _) => *value = build(text)?,
+    }
+    Ok(())
+}
+
+/// The content of `text`, a value the scanner has validated, when it is a string without
+/// escapes: then it has no raw control characters either, and its bytes between the
+/// quotes are exactly what serde_json builds.
+pub(crate) fn plain_string(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.bytes().any(|b| b == b'\\')).then_some(inner)
 }
