@@ -67,7 +67,7 @@ pub fn parse_reference<S: AsRef<str>>(reference: &str, bases: &[S]) -> Reference
     if reference.starts_with("urn:") {
         return ReferenceTarget::Urn(reference.to_owned());
     }
-    if reference.contains("://") {
+    if has_scheme_separator(reference) {
         for base in bases {
             let base = base.as_ref().trim_end_matches('/');
             if base.is_empty() {
@@ -109,15 +109,34 @@ pub fn parse_search_reference<S: AsRef<str>>(
     parse_reference(value, bases)
 }
 
+/// `reference.contains("://")`, without the substring search's set-up: the response check
+/// asks this of every reference in every resource, and they are short.
+fn has_scheme_separator(reference: &str) -> bool {
+    reference
+        .as_bytes()
+        .windows(3)
+        .any(|w| matches!(w, [b':', b'/', b'/']))
+}
+
+/// `s.split_once(byte)` for an ASCII `byte`. A `char` pattern sets up a memchr search,
+/// which costs more than the short references and paths the response check splits for
+/// every resource take to walk.
+fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == byte)?;
+    Some((s.get(..at)?, s.get(at + 1..)?))
+}
+
+/// `Type/id` or `Type/id/_history/version`.
 fn parse_relative(reference: &str) -> ReferenceTarget {
-    let mut parts = reference.split('/');
-    let (Some(rt), Some(id)) = (parts.next(), parts.next()) else {
+    let Some((rt, rest)) = split_at_byte(reference, b'/') else {
         return ReferenceTarget::Invalid;
     };
-    let version = match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => None,
-        (Some("_history"), Some(v), None) if is_valid_id(v) => Some(v.to_owned()),
-        _ => return ReferenceTarget::Invalid,
+    let (id, version) = match split_at_byte(rest, b'/') {
+        None => (rest, None),
+        Some((id, tail)) => match split_at_byte(tail, b'/') {
+            Some(("_history", v)) if is_valid_id(v) => (id, Some(v.to_owned())),
+            _ => return ReferenceTarget::Invalid,
+        },
     };
     match ResourceType::from_name(rt) {
         Some(resource_type) if is_valid_id(id) => ReferenceTarget::Local {
@@ -146,19 +165,31 @@ fn foreign_type(url: &str) -> Option<ResourceType> {
 /// Values found by walking a dotted element path (`participant.actor`) from `value`,
 /// descending through arrays at every step.
 pub fn elements_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
-    let mut current: Vec<&'a Value> = vec![value];
-    for segment in path.split('.') {
-        let mut next = Vec::new();
-        for v in current {
-            match v.get(segment) {
-                Some(Value::Array(items)) => next.extend(items.iter()),
-                Some(other) => next.push(other),
-                None => {}
-            }
+    let mut found = Vec::new();
+    for_each_element_at(value, path, &mut |element| found.push(element));
+    found
+}
+
+/// [`elements_at`] without collecting, in the same order: the response check walks a few
+/// paths of every resource in a response, and the vectors were a good part of its cost.
+/// Recurses once per segment of `path` that `value` has, so never deeper than `value`
+/// nests.
+fn for_each_element_at<'a>(value: &'a Value, path: &str, f: &mut impl FnMut(&'a Value)) {
+    let (segment, rest) = match split_at_byte(path, b'.') {
+        Some((segment, rest)) => (segment, Some(rest)),
+        None => (path, None),
+    };
+    let found = match value.get(segment) {
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(other) => std::slice::from_ref(other),
+        None => &[],
+    };
+    for element in found {
+        match rest {
+            Some(rest) => for_each_element_at(element, rest, f),
+            None => f(element),
         }
-        current = next;
     }
-    current
 }
 
 /// Whose data a resource is, as far as the Patient compartment says.
@@ -221,8 +252,9 @@ pub fn patient_links<S: AsRef<str>>(resource: &Value, bases: &[S]) -> PatientLin
         .map(|p| (*p, true))
         .chain(membership.other_paths.iter().map(|p| (*p, false)));
     for (path, primary) in paths {
-        for element in elements_at(resource, path) {
-            match patient_of(element, resource, bases) {
+        for_each_element_at(resource, path, &mut |element| {
+            let link = patient_of(element, resource, bases);
+            match link {
                 Link::Patient(id) if primary => {
                     links.primary.insert(id);
                 }
@@ -232,7 +264,7 @@ pub fn patient_links<S: AsRef<str>>(resource: &Value, bases: &[S]) -> PatientLin
                 Link::Unresolved if primary => links.unresolved_primary += 1,
                 Link::Unresolved | Link::NotPatient => {}
             }
-        }
+        });
     }
     links
 }

@@ -183,3 +183,84 @@ fn collect_references_walks_contained_and_is_bounded() {
     }
     assert!(collect_references(&deep).is_empty());
 }
+
+#[test]
+fn elements_at_descends_through_arrays_in_document_order() {
+    let encounter = json!({"participant": [
+        {"individual": [{"reference": "a"}, {"reference": "b"}]},
+        {"individual": {"reference": "c"}},
+        {"other": 1},
+        [{"individual": {"reference": "not an element: arrays are not descended twice"}}],
+    ], "subject": {"reference": "d"}});
+    let found: Vec<&str> = elements_at(&encounter, "participant.individual")
+        .into_iter()
+        .filter_map(|v| v.get("reference").and_then(Value::as_str))
+        .collect();
+    assert_eq!(found, ["a", "b", "c"]);
+    assert_eq!(elements_at(&encounter, "subject").len(), 1);
+    assert!(elements_at(&encounter, "subject.reference.x").is_empty());
+    assert!(elements_at(&json!([{"subject": 1}]), "subject").is_empty());
+}
+
+#[test]
+fn scheme_separator_is_found_anywhere() {
+    for reference in [
+        "",
+        ":",
+        "://",
+        "a://b",
+        "Patient/p1",
+        "urn:uuid:1",
+        ":/",
+        "a:/b//",
+        "x://",
+        "é://",
+    ] {
+        assert_eq!(
+            has_scheme_separator(reference),
+            reference.contains("://"),
+            "{reference}"
+        );
+    }
+}
+
+/// The split of `Type/id[/_history/version]` as it was written with `str::split`.
+fn parse_relative_by_split(reference: &str) -> ReferenceTarget {
+    let mut parts = reference.split('/');
+    let (Some(rt), Some(id)) = (parts.next(), parts.next()) else {
+        return ReferenceTarget::Invalid;
+    };
+    let version = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => None,
+        (Some("_history"), Some(v), None) if is_valid_id(v) => Some(v.to_owned()),
+        _ => return ReferenceTarget::Invalid,
+    };
+    match ResourceType::from_name(rt) {
+        Some(resource_type) if is_valid_id(id) => ReferenceTarget::Local {
+            resource_type,
+            id: id.to_owned(),
+            version,
+        },
+        _ => ReferenceTarget::Invalid,
+    }
+}
+
+#[test]
+fn relative_references_split_as_before() {
+    let parts = ["Patient", "p1", "_history", "2", "/", "", "a b", "-", "é"];
+    let mut inputs = vec![String::new()];
+    for _ in 0..5 {
+        let longer: Vec<String> = inputs
+            .iter()
+            .flat_map(|base| parts.iter().map(move |p| format!("{base}{p}")))
+            .collect();
+        for reference in &longer {
+            assert_eq!(
+                parse_relative(reference),
+                parse_relative_by_split(reference),
+                "{reference}"
+            );
+        }
+        inputs = longer;
+    }
+}

@@ -100,6 +100,8 @@ mod authorize;
 mod body;
 mod bundle;
 mod decision;
+pub mod fuzzing;
+mod json_scan;
 mod operations;
 pub mod restriction;
 pub mod scope;

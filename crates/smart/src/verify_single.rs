@@ -1,40 +1,35 @@
-//! The single pass of [`crate::verify_response_bytes`]: the common verdict, a searchset
-//! whose every entry stays, from one scan of the bytes.
+//! The single pass of [`crate::verify_response_bytes`]: the common verdicts, a searchset
+//! whose every entry stays or loses only `include` entries, from one scan of the bytes.
 //!
 //! The multi-pass check skips the entry array as raw text and then parses it again, entry
-//! by entry and resource by resource; on a 20 KB searchset those re-scans were about a
-//! third of its cost. Here each resource is read into its sparse tree and checked while the entry array
-//! is being parsed. Whether the entry rules apply at all is only known from the top-level
+//! by entry and resource by resource, through serde's visitors. Here [`Scanner`] walks the
+//! top object, the entry array, each entry and the top level of each resource once, and
+//! builds only the members [`is_checked`] names, with the multi-pass check's own
+//! [`strict_value`]. Whether the entry rules apply at all is only known from the top-level
 //! `resourceType` and `type`, which may come after `entry`, so the entries are checked on
 //! the assumption that the body is a list and the verdict is settled at the end.
-//!
-//! When only `include` entries must go, their positions are noted and the body is cut by
-//! the multi-pass check's own splice, which needs the entries' text: two more scans that
-//! only skip, instead of the four the multi-pass check makes.
 //!
 //! The single pass only ever settles a body when the multi-pass check would give the same
 //! answer; everything else (a `match` entry to remove, a shape it does not read the way
 //! the multi-pass check does, an entry array that turned out to belong to a non-list
-//! Bundle, any parse error) returns `None` and the caller runs the multi-pass check. That
-//! keeps one reference for every verdict that needs judgement. For that to hold, whatever
-//! this parser accepts the multi-pass parser accepts too: it reads entries with the same
-//! member rules as `RawEntry` (a repeated `resource` or `search` fails) and resources with
-//! the same sparse visitor, only ever more strictly (entries must be objects; nesting
-//! counts from the top of the body, not from the resource).
+//! Bundle, anything the scanner does not take) returns `None` and the caller runs the
+//! multi-pass check. That keeps one reference for every verdict that needs judgement. For
+//! that to hold, whatever this pass accepts the multi-pass check accepts too, read the
+//! same way: the same member rules as `RawEntry` and `RawSearch` (a repeated `resource`,
+//! `search` or `mode` defers, and so does an entry, resource or search that is not an
+//! object), the same sparse members, and a scanner that is never looser than serde_json
+//! (see `json_scan`).
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decision::DenyReason;
+use crate::json_scan::{Defer, Scanned, Scanner};
 use crate::verify::{FilterOutcome, ResponseCheck, verify_resource};
 use crate::verify_raw::{
-    Key, ListKind, RawSearch, RawVerdict, SparseVisitor, cut_entries, keep_if_checked, list_kind,
-    verify_whole,
+    ListKind, RawVerdict, is_checked, list_kind, splice, strict_value, verify_whole,
 };
 
 /// The verdict of [`crate::verify_response_bytes`] on `text` when one pass can settle it;
@@ -43,9 +38,7 @@ pub(crate) fn single_pass(
     check: &ResponseCheck,
     text: &str,
 ) -> Option<Result<RawVerdict, DenyReason>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let top = de.deserialize_map(TopVisitor { check }).ok()?;
-    de.end().ok()?;
+    let top = read_top(check, text).ok()?;
     match (list_kind(&top.sparse), top.entries) {
         (Some(_), Entries::Absent) => Some(Ok(RawVerdict::Unchanged(FilterOutcome::default()))),
         (Some(kind), Entries::Checked(list)) => {
@@ -62,7 +55,19 @@ pub(crate) fn single_pass(
             if list.removed.is_empty() {
                 return Some(Ok(RawVerdict::Unchanged(outcome)));
             }
-            cut_entries(text, list.len, &list.removed, kind, outcome).map(Ok)
+            let kept: Vec<&str> = list
+                .spans
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| list.removed.binary_search(i).is_err())
+                .filter_map(|(_, span)| text.get(span.clone()))
+                .collect();
+            if kept.len() + list.removed.len() != list.spans.len() {
+                return None;
+            }
+            let suppressed = (kind == ListKind::Searchset).then(|| outcome.removed());
+            let body = splice(text, list.array, &kept, suppressed)?;
+            Some(Ok(RawVerdict::Filtered { body, outcome }))
         }
         (None, Entries::Absent) => Some(verify_whole(check, top.sparse, None)),
         (None, Entries::Raw(raw)) => Some(verify_whole(check, top.sparse, Some(raw))),
@@ -72,24 +77,26 @@ pub(crate) fn single_pass(
     }
 }
 
-struct Top<'de> {
+struct Top<'a> {
     sparse: Map<String, Value>,
-    entries: Entries<'de>,
+    entries: Entries<'a>,
 }
 
-enum Entries<'de> {
+enum Entries<'a> {
     Absent,
     /// Entries of a body already known not to be a list, kept as text exactly as the
     /// multi-pass check keeps them.
-    Raw(&'de RawValue),
+    Raw(&'a str),
     /// Every entry passed the list rules or is an `include` they remove.
     Checked(ListEntries),
 }
 
 #[derive(Default)]
 struct ListEntries {
-    /// How many entries the array holds.
-    len: usize,
+    /// Where the entry array lies in the body, brackets included.
+    array: Range<usize>,
+    /// Where each entry lies in the body, in order.
+    spans: Vec<Range<usize>>,
     /// Positions of the `include` entries to cut out, ascending.
     removed: Vec<usize>,
     /// Patients of the entries that stay.
@@ -97,44 +104,30 @@ struct ListEntries {
     without_resource: bool,
 }
 
-/// Aborts the parse: the tree has to judge the entry (a `match` entry to remove, an
-/// outcome entry that is not an OperationOutcome), so the multi-pass check decides.
-fn for_the_tree<E: de::Error>() -> E {
-    E::custom("entry needs the tree check")
-}
-
-struct TopVisitor<'c> {
-    check: &'c ResponseCheck,
-}
-
-impl<'de> Visitor<'de> for TopVisitor<'_> {
-    type Value = Top<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
-        let mut sparse = Map::new();
-        let mut entries = Entries::Absent;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if key != "entry" {
-                keep_if_checked(&mut map, &mut sparse, key)?;
-                continue;
-            }
-            if !matches!(entries, Entries::Absent) {
-                return Err(de::Error::custom("duplicate member"));
-            }
-            // A repeated `resourceType` or `type` fails the parse, so what is known now
-            // is final: a body that is already not a list need not pay for the list rules.
-            entries = if known_not_a_list(&sparse) {
-                Entries::Raw(map.next_value::<&'de RawValue>()?)
-            } else {
-                Entries::Checked(map.next_value_seed(EntriesSeed { check: self.check })?)
-            };
+fn read_top<'a>(check: &ResponseCheck, text: &'a str) -> Scanned<Top<'a>> {
+    let mut s = Scanner::new(text);
+    s.eat(b'{')?;
+    let mut sparse = Map::new();
+    let mut entries = Entries::Absent;
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        if key != "entry" {
+            keep_checked(&mut s, &mut sparse, key, 1)?;
+            continue;
         }
-        Ok(Top { sparse, entries })
+        if !matches!(entries, Entries::Absent) {
+            return Err(Defer);
+        }
+        // A repeated `resourceType` or `type` defers, so what is known now is final: a
+        // body that is already not a list need not pay for the list rules.
+        entries = if known_not_a_list(&sparse) {
+            Entries::Raw(s.value_text(1)?)
+        } else {
+            Entries::Checked(read_entries(&mut s, check)?)
+        };
     }
+    s.end()?;
+    Ok(Top { sparse, entries })
 }
 
 fn known_not_a_list(sparse: &Map<String, Value>) -> bool {
@@ -145,116 +138,234 @@ fn known_not_a_list(sparse: &Map<String, Value>) -> bool {
     }
 }
 
-struct EntriesSeed<'c> {
-    check: &'c ResponseCheck,
+/// Skip a member the check does not read, or build it as the multi-pass check does; a
+/// member read twice defers (serde_json keeps the last, a client may keep the first).
+fn keep_checked(
+    s: &mut Scanner<'_>,
+    sparse: &mut Map<String, Value>,
+    key: &str,
+    depth: usize,
+) -> Scanned<()> {
+    if !is_checked(key) {
+        return s.skip_value(depth);
+    }
+    let value = build(s.value_text(depth)?)?;
+    if sparse.insert(key.to_owned(), value).is_some() {
+        return Err(Defer);
+    }
+    Ok(())
 }
 
-impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
-    type Value = ListEntries;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ListEntries, D::Error> {
-        d.deserialize_seq(self)
+/// The entry array, a member of the top object: its elements sit at depth 2.
+fn read_entries(s: &mut Scanner<'_>, check: &ResponseCheck) -> Scanned<ListEntries> {
+    let mut list = ListEntries::default();
+    let mut resource = SparseResource::default();
+    let start = {
+        s.peek()?;
+        s.pos()
+    };
+    s.eat(b'[')?;
+    let mut first = true;
+    while s.next_element(&mut first)? {
+        let from = {
+            s.peek()?;
+            s.pos()
+        };
+        read_entry(s, check, &mut list, &mut resource)?;
+        list.spans.push(from..s.pos());
     }
+    list.array = start..s.pos();
+    Ok(list)
 }
 
-impl<'de> Visitor<'de> for EntriesSeed<'_> {
-    type Value = ListEntries;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of entries")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ListEntries, A::Error> {
-        let mut list = ListEntries::default();
-        while seq
-            .next_element_seed(EntrySeed {
-                check: self.check,
-                list: &mut list,
-            })?
-            .is_some()
-        {
-            list.len += 1;
+/// One entry, judged once read whole (`search` may follow `resource`).
+fn read_entry<'a>(
+    s: &mut Scanner<'a>,
+    check: &ResponseCheck,
+    list: &mut ListEntries,
+    resource: &mut SparseResource<'a>,
+) -> Scanned<()> {
+    s.eat(b'{')?;
+    let mut has_resource = false;
+    let mut search = None;
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        match key {
+            "resource" if !has_resource => {
+                resource.read(s)?;
+                has_resource = true;
+            }
+            "search" if search.is_none() => search = Some(read_search(s)?),
+            "resource" | "search" => return Err(Defer),
+            _ => s.skip_value(3)?,
         }
-        Ok(list)
+    }
+    let position = list.spans.len();
+    let mode = search.flatten();
+    if !has_resource {
+        list.without_resource = true;
+        return Ok(());
+    }
+    let resource = &resource.tree;
+    if mode == Some("outcome") {
+        // Kept when it is an OperationOutcome; anything else is for the tree.
+        return if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
+            Ok(())
+        } else {
+            Err(Defer)
+        };
+    }
+    match verify_resource(check, resource) {
+        Ok(patients) => list.patients.extend(patients),
+        Err(_) if mode == Some("include") => list.removed.push(position),
+        // A match entry to remove: the tree check also drops `total`.
+        Err(_) => return Err(Defer),
+    }
+    Ok(())
+}
+
+/// The sparse tree of the last `entry.resource` read, kept from one entry to the next:
+/// building members was most of the pass, and a patient's resources in one response
+/// mostly repeat them (category, code, subject, performer), so a member whose text is the
+/// same as in the previous resource keeps the value built from that text.
+struct SparseResource<'a> {
+    /// Always an object: its keys are those of `members`.
+    tree: Value,
+    members: Vec<Member<'a>>,
+}
+
+/// A checked member of the resource in `tree`, the text its value was built from, and
+/// whether the resource being read has it (so far).
+struct Member<'a> {
+    key: &'a str,
+    text: &'a str,
+    seen: bool,
+}
+
+impl Default for SparseResource<'_> {
+    fn default() -> Self {
+        SparseResource {
+            tree: Value::Object(Map::new()),
+            members: Vec::new(),
+        }
     }
 }
 
-struct EntrySeed<'c, 'l> {
-    check: &'c ResponseCheck,
-    list: &'l mut ListEntries,
-}
-
-impl<'de> DeserializeSeed<'de> for EntrySeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        // Only objects: `RawEntry` would also take an array as its fields in order, a
-        // shape left to the multi-pass check.
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an entry object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // The member rules of `RawEntry`: `search` may follow `resource`, so the entry is
-        // judged once it has been read whole.
-        let mut resource = None;
-        let mut search = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match key.as_ref() {
-                "resource" => {
-                    if resource.is_some() {
-                        return Err(de::Error::custom("duplicate member"));
+impl<'a> SparseResource<'a> {
+    /// Read `entry.resource`: an object (anything else, `null` included, is for the tree)
+    /// whose checked members `tree` then holds exactly as [`keep_checked`] would build them.
+    fn read(&mut self, s: &mut Scanner<'a>) -> Scanned<()> {
+        let Value::Object(tree) = &mut self.tree else {
+            return Err(Defer);
+        };
+        for member in &mut self.members {
+            member.seen = false;
+        }
+        s.eat(b'{')?;
+        let mut first = true;
+        // Resources of one response list their members in the same order: the member
+        // after the last one found is usually the next one.
+        let mut next = 0;
+        while let Some(key) = s.next_key(&mut first)? {
+            let found = match self.members.get(next) {
+                Some(member) if member.key == key => Some(next),
+                _ => self.members.iter().position(|m| m.key == key),
+            };
+            if let Some(at) = found {
+                next = at + 1;
+            }
+            match found.and_then(|at| self.members.get_mut(at)) {
+                Some(member) if member.seen => return Err(Defer),
+                Some(member) => {
+                    member.seen = true;
+                    if s.skip_repeat(member.text)? {
+                        continue;
                     }
-                    // `null` or any non-object fails here, as `sparse_resource` fails it.
-                    resource = Some(map.next_value_seed(SparseSeed)?);
+                    let text = s.value_text(4)?;
+                    rebuild(tree.get_mut(key).ok_or(Defer)?, text)?;
+                    member.text = text;
                 }
-                "search" => {
-                    if search.is_some() {
-                        return Err(de::Error::custom("duplicate member"));
-                    }
-                    search = Some(map.next_value::<Option<RawSearch<'de>>>()?);
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+                None if !is_checked(key) => s.skip_value(4)?,
+                None => {
+                    let text = s.value_text(4)?;
+                    tree.insert(key.to_owned(), build(text)?);
+                    self.members.push(Member {
+                        key,
+                        text,
+                        seen: true,
+                    });
                 }
             }
         }
-        let mode: Option<Cow<'de, str>> = search.flatten().and_then(|s| s.mode);
-        let Some(resource) = resource else {
-            self.list.without_resource = true;
-            return Ok(());
-        };
-        if mode.as_deref() == Some("outcome") {
-            return if resource.get("resourceType").and_then(Value::as_str)
-                == Some("OperationOutcome")
-            {
-                Ok(())
-            } else {
-                Err(for_the_tree())
-            };
-        }
-        match verify_resource(self.check, &resource) {
-            Ok(patients) => self.list.patients.extend(patients),
-            Err(_) if mode.as_deref() == Some("include") => self.list.removed.push(self.list.len),
-            Err(_) => return Err(for_the_tree()),
-        }
+        self.members.retain(|member| {
+            if !member.seen {
+                tree.remove(member.key);
+            }
+            member.seen
+        });
         Ok(())
     }
 }
 
-struct SparseSeed;
-
-impl<'de> DeserializeSeed<'de> for SparseSeed {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_map(SparseVisitor)
+/// `entry.search`: `null`, or an object whose `mode` (at most once) is `null` or a string
+/// without escapes; its mode.
+fn read_search<'a>(s: &mut Scanner<'a>) -> Scanned<Option<&'a str>> {
+    match s.peek()? {
+        b'n' => {
+            s.skip_value(3)?;
+            return Ok(None);
+        }
+        b'{' => s.eat(b'{')?,
+        _ => return Err(Defer),
     }
+    let mut mode = None;
+    let mut first = true;
+    while let Some(key) = s.next_key(&mut first)? {
+        if key != "mode" {
+            s.skip_value(4)?;
+            continue;
+        }
+        if mode.is_some() {
+            return Err(Defer);
+        }
+        mode = Some(match s.peek()? {
+            b'n' => {
+                s.skip_value(4)?;
+                None
+            }
+            b'"' => Some(plain_string(s.value_text(4)?).ok_or(Defer)?),
+            _ => return Err(Defer),
+        });
+    }
+    Ok(mode.flatten())
+}
+
+/// A checked member's value as the multi-pass check builds it ([`strict_value`]), from
+/// text the scanner has validated.
+pub(crate) fn build(text: &str) -> Scanned<Value> {
+    match plain_string(text) {
+        Some(plain) => Ok(Value::String(plain.to_owned())),
+        None => strict_value(text).map_err(|_| Defer),
+    }
+}
+
+/// `*value = build(text)`, keeping the old string's buffer when both are strings: the
+/// `id` changes from one resource to the next.
+fn rebuild(value: &mut Value, text: &str) -> Scanned<()> {
+    match (value, plain_string(text)) {
+        (Value::String(old), Some(plain)) => {
+            old.clear();
+            old.push_str(plain);
+        }
+        (value, _) => *value = build(text)?,
+    }
+    Ok(())
+}
+
+/// The content of `text`, a value the scanner has validated, when it is a string without
+/// escapes: then it has no raw control characters either, and its bytes between the
+/// quotes are exactly what serde_json builds.
+pub(crate) fn plain_string(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.bytes().any(|b| b == b'\\')).then_some(inner)
 }

@@ -1,5 +1,6 @@
-//! Replay the committed fuzz corpora (`fuzz/corpus/scopes`, `fuzz/corpus/references`) as
-//! ordinary tests, so the seeds keep being checked on stable Rust.
+//! Replay the committed fuzz corpora (`fuzz/corpus/scopes`, `fuzz/corpus/references`,
+//! `fuzz/corpus/verify_bytes`) as ordinary tests, so the seeds keep being checked on stable
+//! Rust.
 
 use std::path::PathBuf;
 
@@ -61,6 +62,21 @@ fn references_corpus_is_handled() {
         assert!(links.primary.len() + links.unresolved_primary <= 10_000);
         for r in collect_references(&value) {
             let _ = parse_reference(&r, &["https://gw.example/fhir"]);
+        }
+    }
+}
+
+/// The `verify_bytes` property, the same file the fuzz target compiles.
+#[path = "../../../../fuzz/checks/verify_bytes.rs"]
+mod verify_bytes_check;
+
+#[test]
+fn verify_bytes_corpus_gets_the_reference_verdicts() {
+    let seeds = corpus("verify_bytes");
+    assert!(seeds.len() >= 20);
+    for seed in seeds {
+        if let Err(violation) = verify_bytes_check::check_verify_bytes(&seed) {
+            panic!("{violation}: {}", String::from_utf8_lossy(&seed));
         }
     }
 }
