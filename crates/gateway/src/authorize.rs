@@ -73,9 +73,12 @@ pub(crate) async fn authorize(
     // Bodies must arrive uncompressed for the response check to read them.
     classified.parts.headers.remove(header::ACCEPT_ENCODING);
 
+    // The body reads and the upstream fetch below are boxed: their futures are several KB,
+    // and unboxed they would enlarge (and be copied with) every request's future, also for
+    // the reads and searches that never take these paths.
     let verification = match &within.body {
         Some(RequestBodyCheck::Bundle) => {
-            let value = body::read_json(classified, max_body_size).await?;
+            let value = Box::pin(body::read_json(classified, max_body_size)).await?;
             let mut value = value.ok_or_else(|| {
                 denied(DenyReason::new(
                     fhirgate_smart::DenyKind::Invalid,
@@ -90,12 +93,12 @@ pub(crate) async fn authorize(
         }
         check => {
             let current = if within.fetch_current {
-                let fetched = body::fetch_current(
+                let fetched = Box::pin(body::fetch_current(
                     upstream,
                     fhir,
                     &classified.parts.headers,
                     security.settings.verify_buffer_max,
-                )
+                ))
                 .await?;
                 within
                     .check_current(fetched.resource.as_ref())
@@ -110,7 +113,7 @@ pub(crate) async fn authorize(
                 None
             };
             if check.is_some() {
-                let value = body::read_json(classified, max_body_size)
+                let value = Box::pin(body::read_json(classified, max_body_size))
                     .await?
                     .ok_or_else(|| {
                         denied(DenyReason::new(

@@ -78,7 +78,8 @@ impl RateLimiter {
         }
         let (outcome, from_fallback) = match &self.redis {
             None => (self.local.check(&items), false),
-            Some(redis) => match redis.check(&items, &self.stats).await {
+            // Boxed so that the local limiter's callers do not carry the Redis future's space.
+            Some(redis) => match Box::pin(redis.check(&items, &self.stats)).await {
                 Ok(outcome) => (outcome, false),
                 Err(err) => {
                     if !matches!(err, RedisFailure::CircuitOpen(_)) {

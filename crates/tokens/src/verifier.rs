@@ -150,12 +150,14 @@ impl Verifier {
                     .as_ref()
                     .ok_or(Reason::NoIntrospection)?;
                 match &issuer.introspector {
-                    Some(i) => i.introspect(token, key).await,
+                    Some(i) => Box::pin(i.introspect(token, key)).await,
                     None => Err(Reason::NoIntrospection.into()),
                 }
             }
             Shape::Jws => {
-                let (principal, state) = self.verify_jwt(token).await?;
+                // Boxed, like introspection above: a cache hit should not carry (and copy) the
+                // key-fetch future's space.
+                let (principal, state) = Box::pin(self.verify_jwt(token)).await?;
                 let p = Arc::new(principal);
                 let s = &state.settings;
                 let until_exp =

@@ -187,7 +187,14 @@ impl Client {
             return Ok(conn);
         }
         target.stats.connects.fetch_add(1, Ordering::Relaxed);
-        let conn = connect::connect(&target.address, &self.tls, self.connect_timeout).await;
+        // Boxed: the connect future (TLS, handshakes) is several KB, and every request's future
+        // would otherwise carry, and copy, that space for a step most requests skip.
+        let conn = Box::pin(connect::connect(
+            &target.address,
+            &self.tls,
+            self.connect_timeout,
+        ))
+        .await;
         match &conn {
             Ok(Conn::Http2(sender)) => target.share_h2(sender),
             Ok(Conn::Http1 { .. }) => {}
