@@ -58,6 +58,15 @@ enum Verdict {
 }
 
 impl ResponseCheck {
+    /// Whether a granted scope carries a v2 restriction, so that the elements behind it
+    /// must be read from each resource.
+    pub(crate) fn reads_restrictions(&self) -> bool {
+        self.scopes
+            .resources
+            .iter()
+            .any(|s| s.restriction.is_some())
+    }
+
     /// The patient the check anchors `patient/` scopes to.
     pub fn patient(&self) -> Option<&str> {
         self.patient.as_deref()

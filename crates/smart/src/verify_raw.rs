@@ -58,6 +58,15 @@ pub enum RawVerdict {
 /// same generated tables `patient_links` walks, the restriction elements from
 /// [`TOKEN_ELEMENTS`].
 static CHECKED_MEMBERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut keys = members_without_restrictions();
+    keys.extend(TOKEN_ELEMENTS.iter().map(|(_, element)| *element));
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+});
+
+/// The members read whether or not a scope carries a restriction.
+fn members_without_restrictions() -> Vec<&'static str> {
     let mut keys = vec![
         "resourceType",
         "id",
@@ -77,11 +86,8 @@ static CHECKED_MEMBERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
             .chain(member.params.iter().flat_map(|p| p.paths));
         keys.extend(paths.map(|p| p.split('.').next().unwrap_or(p)));
     }
-    keys.extend(TOKEN_ELEMENTS.iter().map(|(_, element)| *element));
-    keys.sort_unstable();
-    keys.dedup();
     keys
-});
+}
 
 /// [`CHECKED_MEMBERS`] in buckets by [`bucket`]: every member name of every resource in a
 /// response is looked up here and most are not checked, so a lookup should mostly end at
@@ -105,11 +111,27 @@ fn bucket(key: &[u8]) -> usize {
     (key.len().wrapping_mul(37) ^ (first << 2) ^ last.wrapping_mul(11)) % BUCKETS
 }
 
-pub(crate) fn is_checked(key: &str) -> bool {
+/// Whether the check reads member `key`. The restriction elements are read only when a
+/// scope carries a restriction ([`ResponseCheck::reads_restrictions`]); without one, building
+/// `code` and `category` (nested codings that differ from resource to resource) was most of
+/// the cost of checking a searchset.
+pub(crate) fn is_checked(key: &str, restrictions: bool) -> bool {
     CHECKED_INDEX
         .get(bucket(key.as_bytes()))
         .is_some_and(|names| names.contains(&key))
+        && (restrictions || !RESTRICTION_ONLY.contains(&key))
 }
+
+/// The restriction elements that are in [`CHECKED_MEMBERS`] only for restrictions (`type`,
+/// for one, is also read to tell a searchset from other Bundles).
+static RESTRICTION_ONLY: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let needed = members_without_restrictions();
+    TOKEN_ELEMENTS
+        .iter()
+        .map(|(_, element)| *element)
+        .filter(|element| !needed.contains(element))
+        .collect()
+});
 
 /// Verify a successful JSON response body as [`crate::verify_response`] would, on the
 /// bytes. `Err` is the refusal `verify_response` gives for a single resource the grant
@@ -139,7 +161,7 @@ pub(crate) fn verify_response_bytes_multi_pass(
 /// Scans the bytes up to four times (the entry array, each entry, each resource); kept
 /// because it settles every shape, including the ones that need splicing.
 fn multi_pass(check: &ResponseCheck, text: &str) -> Result<RawVerdict, DenyReason> {
-    let Ok(top) = serde_json::from_str::<TopLevel<'_>>(text) else {
+    let Ok(top) = top_level(text, check.reads_restrictions()) else {
         return Ok(RawVerdict::NeedsTree);
     };
     let TopLevel { sparse, entries } = top;
@@ -220,7 +242,7 @@ fn verify_entries(
             }
             return RawVerdict::NeedsTree;
         };
-        let Ok(resource) = sparse_resource(resource.get()) else {
+        let Ok(resource) = sparse_resource(resource.get(), check.reads_restrictions()) else {
             return RawVerdict::NeedsTree;
         };
         let mode = entry.search.and_then(|s| s.mode);
@@ -395,13 +417,16 @@ struct TopLevel<'a> {
     entries: Option<&'a RawValue>,
 }
 
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(TopLevelVisitor)
-    }
+fn top_level(text: &str, restrictions: bool) -> Result<TopLevel<'_>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = de.deserialize_map(TopLevelVisitor { restrictions })?;
+    de.end()?;
+    Ok(top)
 }
 
-struct TopLevelVisitor;
+struct TopLevelVisitor {
+    restrictions: bool,
+}
 
 impl<'de> Visitor<'de> for TopLevelVisitor {
     type Value = TopLevel<'de>;
@@ -420,7 +445,7 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
                 }
                 entries = Some(map.next_value::<&'de RawValue>()?);
             } else {
-                keep_if_checked(&mut map, &mut sparse, key)?;
+                keep_if_checked(&mut map, &mut sparse, key, self.restrictions)?;
             }
         }
         Ok(TopLevel { sparse, entries })
@@ -431,8 +456,9 @@ fn keep_if_checked<'de, A: MapAccess<'de>>(
     map: &mut A,
     sparse: &mut Map<String, Value>,
     key: Cow<'de, str>,
+    restrictions: bool,
 ) -> Result<(), A::Error> {
-    if !is_checked(&key) {
+    if !is_checked(&key, restrictions) {
         map.next_value::<IgnoredAny>()?;
         return Ok(());
     }
@@ -444,14 +470,16 @@ fn keep_if_checked<'de, A: MapAccess<'de>>(
 }
 
 /// A resource as a tree of only its checked top-level members.
-fn sparse_resource(text: &str) -> Result<Value, serde_json::Error> {
+fn sparse_resource(text: &str, restrictions: bool) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = de.deserialize_map(SparseVisitor)?;
+    let value = de.deserialize_map(SparseVisitor { restrictions })?;
     de.end()?;
     Ok(value)
 }
 
-struct SparseVisitor;
+struct SparseVisitor {
+    restrictions: bool,
+}
 
 impl<'de> Visitor<'de> for SparseVisitor {
     type Value = Value;
@@ -463,7 +491,7 @@ impl<'de> Visitor<'de> for SparseVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut sparse = Map::new();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            keep_if_checked(&mut map, &mut sparse, key)?;
+            keep_if_checked(&mut map, &mut sparse, key, self.restrictions)?;
         }
         Ok(Value::Object(sparse))
     }

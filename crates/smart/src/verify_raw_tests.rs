@@ -359,35 +359,41 @@ fn checked_members_cover_compartment_and_restriction_elements() {
         "participant",
         "performer",
         "beneficiary",
-        "category",
-        "code",
-        "status",
-        "clinicalStatus",
         "securityContext",
         "contained",
         "link",
+        // Tells a searchset from other Bundles, and is a restriction element too.
+        "type",
     ] {
-        assert!(is_checked(key), "{key}");
+        assert!(is_checked(key, false), "{key}");
+        assert!(is_checked(key, true), "{key}");
     }
-    assert!(!is_checked("valueQuantity"));
-    assert!(!is_checked("text"));
+    // Restriction elements: read only for a scope with a restriction.
+    for key in ["category", "code", "status", "clinicalStatus"] {
+        assert!(is_checked(key, true), "{key}");
+        assert!(!is_checked(key, false), "{key}");
+    }
+    for restrictions in [false, true] {
+        assert!(!is_checked("valueQuantity", restrictions));
+        assert!(!is_checked("text", restrictions));
+    }
     // The hashed index answers exactly as the sorted list: every member, and every member
     // with a byte changed, a byte added or the last one cut.
     for key in CHECKED_MEMBERS.iter() {
-        assert!(is_checked(key), "{key}");
+        assert!(is_checked(key, true), "{key}");
         for near in [
             format!("{key}x"),
             key[..key.len() - 1].to_owned(),
             format!("{}Z", &key[..key.len() - 1]),
         ] {
             assert_eq!(
-                is_checked(&near),
+                is_checked(&near, true),
                 CHECKED_MEMBERS.binary_search(&near.as_str()).is_ok(),
                 "{near}"
             );
         }
     }
-    assert!(!is_checked(""));
+    assert!(!is_checked("", true));
 }
 
 fn resource_strategy() -> impl Strategy<Value = Value> {

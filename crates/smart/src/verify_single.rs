@@ -112,7 +112,7 @@ fn read_top<'a>(check: &ResponseCheck, text: &'a str) -> Scanned<Top<'a>> {
     let mut first = true;
     while let Some(key) = s.next_key(&mut first)? {
         if key != "entry" {
-            keep_checked(&mut s, &mut sparse, key, 1)?;
+            keep_checked(&mut s, &mut sparse, key, 1, check.reads_restrictions())?;
             continue;
         }
         if !matches!(entries, Entries::Absent) {
@@ -145,8 +145,9 @@ fn keep_checked(
     sparse: &mut Map<String, Value>,
     key: &str,
     depth: usize,
+    restrictions: bool,
 ) -> Scanned<()> {
-    if !is_checked(key) {
+    if !is_checked(key, restrictions) {
         return s.skip_value(depth);
     }
     let value = build(s.value_text(depth)?)?;
@@ -192,7 +193,7 @@ fn read_entry<'a>(
     while let Some(key) = s.next_key(&mut first)? {
         match key {
             "resource" if !has_resource => {
-                resource.read(s)?;
+                resource.read(s, check.reads_restrictions())?;
                 has_resource = true;
             }
             "search" if search.is_none() => search = Some(read_search(s)?),
@@ -254,7 +255,7 @@ impl Default for SparseResource<'_> {
 impl<'a> SparseResource<'a> {
     /// Read `entry.resource`: an object (anything else, `null` included, is for the tree)
     /// whose checked members `tree` then holds exactly as [`keep_checked`] would build them.
-    fn read(&mut self, s: &mut Scanner<'a>) -> Scanned<()> {
+    fn read(&mut self, s: &mut Scanner<'a>, restrictions: bool) -> Scanned<()> {
         let Value::Object(tree) = &mut self.tree else {
             return Err(Defer);
         };
@@ -285,7 +286,7 @@ impl<'a> SparseResource<'a> {
                     rebuild(tree.get_mut(key).ok_or(Defer)?, text)?;
                     member.text = text;
                 }
-                None if !is_checked(key) => s.skip_value(4)?,
+                None if !is_checked(key, restrictions) => s.skip_value(4)?,
                 None => {
                     let text = s.value_text(4)?;
                     tree.insert(key.to_owned(), build(text)?);
