@@ -76,12 +76,14 @@ where
             }
         };
         // INFO, so that the default log filter keeps it: every log line inside the request
-        // then carries its request id.
+        // then carries its request id. The log layer formats these fields as the span is
+        // made, for every request: `%` writes the strings as they are, where `Debug` (the
+        // default for `&str`) escaped them character by character.
         let span = tracing::info_span!(
             "request",
             method = %request.method(),
-            path = request.uri().path(),
-            request_id = request_id.to_str().unwrap_or("-"),
+            path = %request.uri().path(),
+            request_id = %request_id.to_str().unwrap_or("-"),
         );
         let limits = &self.state.limits;
         let admitted = check_limits(&request, limits).and_then(|()| {
@@ -230,9 +232,53 @@ impl CounterRequestId {
 
     fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{}-{n:x}", self.prefix);
+        // Written by hand: `format!` cost more than the rest of making the id.
+        let mut text = String::with_capacity(self.prefix.len() + 17);
+        text.push_str(&self.prefix);
+        text.push('-');
+        push_hex(&mut text, n);
         // Hex digits and a dash: always a valid header value.
         HeaderValue::from_maybe_shared(Bytes::from(text))
             .unwrap_or(HeaderValue::from_static("fhirgate"))
+    }
+}
+
+/// `n` in lower-case hex without leading zeros, as `{n:x}` writes it.
+fn push_hex(text: &mut String, n: u64) {
+    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        let nibble = ((n >> (shift * 4)) & 0xf) as u32;
+        text.push(char::from_digit(nibble, 16).unwrap_or('0'));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+
+    #[test]
+    fn request_id_counters_are_written_as_format_would() {
+        let samples = [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            0xdead_beef,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let powers = (0..64).flat_map(|bit| {
+            let p = 1u64 << bit;
+            [p - 1, p, p + 1]
+        });
+        for n in samples.into_iter().chain(powers) {
+            let mut text = String::new();
+            push_hex(&mut text, n);
+            assert_eq!(text, format!("{n:x}"));
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! later points the layer at a real exporter and switches the filter on.
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,11 @@ pub enum LogFormat {
 /// Logs go to stderr so that commands printing results (tokens, URLs) keep stdout clean.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("FHIRGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: in a file or a log collector the escape codes are noise,
+    // and the layer writes them into every request span's fields as the span is made.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let fmt = match format {
         LogFormat::Pretty => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
