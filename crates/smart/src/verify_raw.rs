@@ -418,10 +418,18 @@ struct TopLevel<'a> {
 }
 
 fn top_level(text: &str, restrictions: bool) -> Result<TopLevel<'_>, serde_json::Error> {
+    read_object(text, TopLevelVisitor { restrictions })
+}
+
+/// `text` as one JSON object read by `visitor`, with nothing but whitespace after it.
+fn read_object<'de, V: Visitor<'de>>(
+    text: &'de str,
+    visitor: V,
+) -> Result<V::Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let top = de.deserialize_map(TopLevelVisitor { restrictions })?;
+    let value = de.deserialize_map(visitor)?;
     de.end()?;
-    Ok(top)
+    Ok(value)
 }
 
 struct TopLevelVisitor {
@@ -471,10 +479,7 @@ fn keep_if_checked<'de, A: MapAccess<'de>>(
 
 /// A resource as a tree of only its checked top-level members.
 fn sparse_resource(text: &str, restrictions: bool) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = de.deserialize_map(SparseVisitor { restrictions })?;
-    de.end()?;
-    Ok(value)
+    read_object(text, SparseVisitor { restrictions })
 }
 
 struct SparseVisitor {
