@@ -160,8 +160,8 @@ impl Verifier {
                 }
             }
             Shape::Jws => {
-                // Boxed, like introspection above: a cache hit should not carry (and copy) the
-                // key-fetch future's space.
+                // Boxed, as introspection is: a cache hit should not carry (and copy) the
+                // space of the key-fetch and introspection futures.
                 let (principal, state) = Box::pin(self.verify_jwt(token)).await?;
                 let p = Arc::new(principal);
                 let s = &state.settings;
