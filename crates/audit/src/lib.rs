@@ -25,6 +25,7 @@ pub mod event;
 pub mod filelog;
 pub mod files;
 pub mod forward;
+mod gather;
 pub mod input;
 pub mod search;
 pub mod verify;

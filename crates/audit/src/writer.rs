@@ -8,11 +8,11 @@
 //! arriving during a write or sync form the next group, which is what makes group commit
 //! cheap under load and instant when idle.
 //!
-//! With a file and `durability: os` a request whose writer is free writes its record itself:
-//! one `write(2)` into the page cache costs less than the two context switches of the hop to
-//! the thread and back, which on a busy core were most of the audit's cost (about two per
+//! With a file and `durability: os` records skip the thread: they are group-committed by a
+//! task on the requests' own runtime ([`crate::gather`]), because the two context switches of
+//! the hop to the thread and back were, on a busy core, most of the audit's cost (about two per
 //! request). The chain lives behind one mutex, so whoever writes, lines are sealed in the
-//! order they are written. The thread still takes every record that finds the writer busy.
+//! order they are written. The thread still takes every record that overflows a full group.
 
 use std::io::Write;
 use std::path::Path;
@@ -29,6 +29,7 @@ use crate::config::{AuditConfig, Durability, OnFailure, SinkKind};
 use crate::error::AuditError;
 use crate::event::{AuditEvent, OutcomeCode};
 use crate::filelog::{FileLog, Recovered};
+use crate::gather::Gatherer;
 use crate::input::AuditInput;
 
 /// Most records written (and synced) as one group.
@@ -47,12 +48,12 @@ struct Inner {
     observer: String,
     write_timeout: Duration,
     on_failure: OnFailure,
-    /// The writer, when requests may write their own records (a file, `durability: os`).
-    inline: Option<SharedWriter>,
+    /// Group commit on the requests' runtime, when allowed (a file, `durability: os`).
+    gather: Option<Arc<Gatherer>>,
 }
 
 #[derive(Clone)]
-struct SharedWriter(Arc<Mutex<Writer>>);
+pub(crate) struct SharedWriter(Arc<Mutex<Writer>>);
 
 impl std::fmt::Debug for SharedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +62,7 @@ impl std::fmt::Debug for SharedWriter {
 }
 
 impl SharedWriter {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -155,7 +156,7 @@ impl AuditSink {
         config: &AuditConfig,
         tx: mpsc::Sender<Job>,
         health: Arc<Health>,
-        inline: Option<SharedWriter>,
+        gather: Option<Arc<Gatherer>>,
     ) -> AuditSink {
         AuditSink {
             inner: Arc::new(Inner {
@@ -164,7 +165,7 @@ impl AuditSink {
                 observer: config.observer.clone(),
                 write_timeout: config.write_timeout,
                 on_failure: config.on_failure,
-                inline,
+                gather,
             }),
         }
     }
@@ -199,12 +200,12 @@ impl AuditSink {
             observer: config.observer.clone(),
             clock,
         })));
-        let inline = inline_allowed.then(|| writer.clone());
+        let gather = inline_allowed.then(|| Gatherer::new(writer.clone(), MAX_GROUP));
         std::thread::Builder::new()
             .name("fhirgate-audit".to_owned())
             .spawn(move || run(&writer, rx))
             .map_err(|e| AuditError::write("<audit writer thread>", e))?;
-        Ok(AuditSink::from_parts(config, tx, health, inline))
+        Ok(AuditSink::from_parts(config, tx, health, gather))
     }
 
     /// Record one request. Resolves when the line has been handed to the OS (`durability: os`)
@@ -220,11 +221,21 @@ impl AuditSink {
     }
 
     async fn record_json(&self, event: Vec<u8>) -> Result<(), AuditError> {
-        if let Some(inline) = &self.inner.inline
-            && let Ok(mut writer) = inline.0.try_lock()
-        {
-            return writer.write_accounted(&[event.as_slice()]);
-        }
+        let event = match &self.inner.gather {
+            // No timeout: the flush task always finishes, and a stalled disk stalls it exactly
+            // as it would stall a write made by the request itself.
+            Some(gather) => match gather.join(event) {
+                Ok(joined) => {
+                    let result = joined.written().await;
+                    if let Err(e @ AuditError::Closed) = &result {
+                        self.inner.health.failed(e);
+                    }
+                    return result;
+                }
+                Err(event) => event,
+            },
+            None => event,
+        };
         let (done, rx) = oneshot::channel();
         // Enqueue before the first await when there is room, so a caller that drops this
         // future (client gone) still gets its record written. Only a full queue makes the
@@ -380,7 +391,7 @@ impl Target {
     }
 }
 
-struct Writer {
+pub(crate) struct Writer {
     target: Target,
     head: ChainHead,
     /// A trail notice to write before the next group.
@@ -422,7 +433,7 @@ fn run(writer: &SharedWriter, mut rx: mpsc::Receiver<Job>) {
 
 impl Writer {
     /// Write `events` as one group and keep the sink's health in step.
-    fn write_accounted(&mut self, events: &[&[u8]]) -> Result<(), AuditError> {
+    pub(crate) fn write_accounted(&mut self, events: &[&[u8]]) -> Result<(), AuditError> {
         let result = self.write_group(events);
         match &result {
             Ok(()) => self.health.ok(),

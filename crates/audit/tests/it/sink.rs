@@ -1,6 +1,7 @@
 //! Writing: rotation, restarts, crashes mid-line, fsync, failures.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use fhirgate_audit::{AuditSink, Durability, Interaction, ManualClock, verify};
@@ -155,8 +156,8 @@ async fn fsync_mode_with_concurrent_writers() {
     assert_eq!(report.records, 200);
 }
 
-/// `durability: os`: requests write their own records when the writer is free and queue them
-/// for the thread when it is not; either way one chain, every record once, in rotated files.
+/// `durability: os`: records are group-committed on the requests' runtime, and overflow to
+/// the writer thread; either way one chain, every record once, in rotated files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn os_mode_with_concurrent_writers_keeps_one_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,6 +170,41 @@ async fn os_mode_with_concurrent_writers_keeps_one_chain() {
     assert_eq!(sink.queue_depth(), 0);
     let report = intact(dir.path());
     assert_eq!(report.records, 2000);
+}
+
+/// The gateway's runtime on a one-CPU host: every record of every group lands, in one chain.
+#[tokio::test(flavor = "current_thread")]
+async fn os_mode_on_one_thread_keeps_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.rotate_size = 64 * 1024;
+    let sink = AuditSink::open(&cfg).unwrap();
+    record_concurrently(&sink, 40, 50, Interaction::Read).await;
+    assert!(sink.is_healthy());
+    let report = intact(dir.path());
+    assert_eq!(report.records, 2000);
+}
+
+/// Once `record` has been polled its record is in a group: a request dropped while it waits
+/// (the client went away) still leaves its record, and does not strand the records that
+/// joined its group after it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_record_abandoned_while_its_group_waits_still_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = AuditSink::open(&config(dir.path())).unwrap();
+    let mut abandoned = Box::pin(sink.record(input(1, Interaction::Read, &["p1"])));
+    let first_poll = std::future::poll_fn(|cx| Poll::Ready(abandoned.as_mut().poll(cx))).await;
+    assert!(first_poll.is_pending(), "the record waits for its group");
+    drop(abandoned);
+    let next = sink.record(input(2, Interaction::Read, &["p2"]));
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("the group is written without the request that opened it")
+        .unwrap();
+    let lines = read_lines(&files(dir.path())[0]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("req-1") && lines[1].contains("req-2"));
+    assert_eq!(intact(dir.path()).records, 2);
 }
 
 #[tokio::test]
