@@ -189,7 +189,7 @@ impl AuditSink {
                 ),
             )
         });
-        let inline_allowed =
+        let gather_allowed =
             matches!(target, Target::File(_)) && config.durability == Durability::Os;
         let writer = SharedWriter(Arc::new(Mutex::new(Writer {
             target,
@@ -200,7 +200,7 @@ impl AuditSink {
             observer: config.observer.clone(),
             clock,
         })));
-        let gather = inline_allowed.then(|| Gatherer::new(writer.clone(), MAX_GROUP));
+        let gather = gather_allowed.then(|| Gatherer::new(writer.clone(), MAX_GROUP));
         std::thread::Builder::new()
             .name("fhirgate-audit".to_owned())
             .spawn(move || run(&writer, rx))
