@@ -207,6 +207,39 @@ fn repeated_members_the_check_reads_are_never_passed_through() {
     ));
 }
 
+/// An unchecked member whose text repeats the previous resource's is passed by comparison;
+/// one that only starts the same, or differs by a byte that breaks it, is still validated.
+#[test]
+fn a_repeated_unchecked_member_is_the_same_valid_value_and_nothing_more() {
+    let c = search_check();
+    let with = |category: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","id":"o1","category":{category},"subject":{{"reference":"Patient/p1"}}}}"#
+        )
+    };
+    let category = r#"[{"coding":[{"system":"http://example.org/c","code":"laboratory"}]}]"#;
+    let searchset = |third: &str| {
+        let own = with(category);
+        format!(
+            r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{own}}},{{"resource":{own}}},{{"resource":{third}}}]}}"#
+        )
+    };
+    // Allowed: the same bytes again.
+    assert!(matches!(
+        assert_agrees(&c, &searchset(&with(category))),
+        RawVerdict::Unchanged(outcome) if outcome.patients == ["p1".to_owned()].into()
+    ));
+    // Denied to the single pass (the multi-pass check decides): the same bytes followed by
+    // a stray bracket, and a value of the same length and brackets with a raw tab in it.
+    let stray = with(&format!("{category}]"));
+    assert_eq!(assert_agrees(&c, &searchset(&stray)), RawVerdict::NeedsTree);
+    let raw_tab = with(&category.replace("laboratory", "labora\ttor"));
+    assert_eq!(
+        assert_agrees(&c, &searchset(&raw_tab)),
+        RawVerdict::NeedsTree
+    );
+}
+
 #[test]
 fn single_reads_allow_own_and_refuse_other_like_the_tree() {
     let c = check("patient/*.rs", "GET", "/Observation/o1");
@@ -505,6 +538,9 @@ const ODD: &[&str] = &[
     r#"{"resourceType":"Observation","id":"o\ud800","subject":{"reference":"Patient/p1"}}"#,
     r#"{"id":"o11","subject":{"reference":"Patient/p1"}}"#,
     r#"{"resourceType":"Observation","id":"o12","subject":{"reference":"Patient/p1"},"code":{"coding":[{"code":1e400}]}}"#,
+    // o3's category again, then a stray bracket or a raw tab in it.
+    r#"{"resourceType":"Observation","id":"o19","category":[{"coding":[{"code":"laboratory"}]}]],"subject":{"reference":"Patient/p1"}}"#,
+    "{\"resourceType\":\"Observation\",\"id\":\"o20\",\"category\":[{\"coding\":[{\"code\":\"labora\ttor\"}]}],\"subject\":{\"reference\":\"Patient/p1\"}}",
     r#"{}"#,
     "null",
     "[]",

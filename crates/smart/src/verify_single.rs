@@ -233,7 +233,19 @@ struct SparseResource<'a> {
     /// Always an object: its keys are those of `members`.
     tree: Value,
     members: Vec<Member<'a>>,
+    /// Members the check does not read, with their text in the last resource that had them.
+    skipped: Vec<Skipped<'a>>,
 }
+
+struct Skipped<'a> {
+    key: &'a str,
+    text: &'a str,
+}
+
+/// Most unchecked members remembered per response, and the shortest text worth comparing:
+/// below it, validating the value costs about what comparing it does.
+const MAX_SKIPPED: usize = 32;
+const MIN_REPEAT: usize = 32;
 
 /// A checked member of the resource in `tree`, the text its value was built from, and
 /// whether the resource being read has it (so far).
@@ -248,6 +260,7 @@ impl Default for SparseResource<'_> {
         SparseResource {
             tree: Value::Object(Map::new()),
             members: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 }
@@ -286,7 +299,9 @@ impl<'a> SparseResource<'a> {
                     rebuild(tree.get_mut(key).ok_or(Defer)?, text)?;
                     member.text = text;
                 }
-                None if !is_checked(key, restrictions) => s.skip_value(4)?,
+                None if !is_checked(key, restrictions) => {
+                    skip_unchecked(&mut self.skipped, s, key)?;
+                }
                 None => {
                     let text = s.value_text(4)?;
                     tree.insert(key.to_owned(), build(text)?);
@@ -306,6 +321,29 @@ impl<'a> SparseResource<'a> {
         });
         Ok(())
     }
+}
+
+/// Skip a resource member the check does not read. Validating it is most of the pass, and a
+/// patient's resources mostly repeat their codings (`category`, `code`), so a long value is
+/// first compared with the same member's text in the previous resource: the same bytes at
+/// the same depth are the same valid value ([`Scanner::skip_repeat`]).
+fn skip_unchecked<'a>(
+    skipped: &mut Vec<Skipped<'a>>,
+    s: &mut Scanner<'a>,
+    key: &'a str,
+) -> Scanned<()> {
+    let Some(member) = skipped.iter_mut().find(|m| m.key == key) else {
+        let text = s.value_text(4)?;
+        if skipped.len() < MAX_SKIPPED {
+            skipped.push(Skipped { key, text });
+        }
+        return Ok(());
+    };
+    if member.text.len() >= MIN_REPEAT && s.skip_repeat(member.text)? {
+        return Ok(());
+    }
+    member.text = s.value_text(4)?;
+    Ok(())
 }
 
 /// `entry.search`: `null`, or an object whose `mode` (at most once) is `null` or a string
