@@ -211,14 +211,19 @@ impl http_body::Body for Prefixed {
             .filter_map(|f| f.as_ref().ok()?.data_ref())
             .map(|d| d.len() as u64)
             .sum();
-        let rest = self.rest.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower().saturating_add(taken));
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper.saturating_add(taken).max(hint.lower()));
-        }
-        hint
+        plus(&self.rest.size_hint(), taken)
     }
+}
+
+/// `hint` with `len` more bytes.
+fn plus(hint: &SizeHint, len: u64) -> SizeHint {
+    // Built from an unbounded hint: `set_lower` and `set_upper` assert lower <= upper.
+    let mut sum = SizeHint::new();
+    sum.set_lower(hint.lower().saturating_add(len));
+    if let Some(upper) = hint.upper() {
+        sum.set_upper(upper.saturating_add(len).max(sum.lower()));
+    }
+    sum
 }
 
 /// Whether a failed record must stop this response. Only answers that carry data are
@@ -359,14 +364,7 @@ impl http_body::Body for Finishing {
         let Some(data) = self.held.as_ref().and_then(Frame::data_ref) else {
             return inner;
         };
-        let len = data.len() as u64;
-        // Built from an unbounded hint: `set_lower` and `set_upper` assert lower <= upper.
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower().saturating_add(len));
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper.saturating_add(len).max(hint.lower()));
-        }
-        hint
+        plus(&inner, data.len() as u64)
     }
 }
 
