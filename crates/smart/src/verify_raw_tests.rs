@@ -103,6 +103,84 @@ fn one_other_patients_entry_of_thirty_goes_to_the_tree_and_is_removed() {
     assert!(!text(&tree).contains("Patient/p2"));
 }
 
+/// The single pass keeps a resource's verdict for the next one while the members the check
+/// reads repeat. Each case is a run of `include` entries (the single pass settles those
+/// itself) after one own match; the entries marked `false` must be cut out.
+#[test]
+fn a_kept_verdict_follows_every_change_the_check_reads() {
+    let patient = |id: &str| json!({"resourceType": "Patient", "id": id, "active": true});
+    let without_subject = |id: &str| {
+        let mut o = obs(id, "p1");
+        o.as_object_mut().unwrap().remove("subject");
+        o
+    };
+    let cases: Vec<(&str, Vec<(Value, bool)>)> = vec![
+        // Only the id differs: an Observation keeps its verdict, a Patient does not.
+        (
+            "observation ids",
+            vec![(obs("o2", "p1"), true), (obs("o3", "p1"), true)],
+        ),
+        (
+            "patient ids",
+            vec![
+                (patient("p1"), true),
+                (patient("p2"), false),
+                (patient("p1"), true),
+            ],
+        ),
+        (
+            "subject",
+            vec![
+                (obs("o2", "p2"), false),
+                (obs("o3", "p1"), true),
+                (obs("o4", "p2"), false),
+            ],
+        ),
+        // A member the check reads goes away, then comes back.
+        (
+            "member",
+            vec![(without_subject("o2"), false), (obs("o3", "p1"), true)],
+        ),
+    ];
+    for (name, entries) in cases {
+        let mut body = searchset(vec![obs("o1", "p1")], "match");
+        let list = body["entry"].as_array_mut().unwrap();
+        for (resource, _) in &entries {
+            list.push(json!({"resource": resource, "search": {"mode": "include"}}));
+        }
+        let verdict = assert_agrees(&search_check(), &text(&body));
+        let cut = entries.iter().filter(|(_, kept)| !kept).count();
+        match verdict {
+            RawVerdict::Unchanged(outcome) if cut == 0 => {
+                assert_eq!(
+                    outcome.patients.iter().collect::<Vec<_>>(),
+                    ["p1"],
+                    "{name}"
+                );
+            }
+            RawVerdict::Filtered {
+                body: filtered,
+                outcome,
+            } => {
+                assert_eq!(outcome.removed_included, cut, "{name}");
+                let filtered: Value = serde_json::from_slice(&filtered).unwrap();
+                let kept: Vec<&Value> =
+                    entries.iter().filter(|(_, k)| *k).map(|(r, _)| r).collect();
+                let left: Vec<&Value> = filtered["entry"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .skip(1)
+                    .filter(|e| e["search"]["mode"] == "include")
+                    .map(|e| &e["resource"])
+                    .collect();
+                assert_eq!(left, kept, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn other_patients_include_is_not_passed_through() {
     let mut body = searchset(vec![obs("o1", "p1")], "match");

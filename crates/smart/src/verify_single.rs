@@ -207,20 +207,35 @@ fn read_entry<'a>(
         list.without_resource = true;
         return Ok(());
     }
-    let resource = &resource.tree;
     if mode == Some("outcome") {
         // Kept when it is an OperationOutcome; anything else is for the tree.
-        return if resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") {
+        let resource_type = resource.tree.get("resourceType").and_then(Value::as_str);
+        return if resource_type == Some("OperationOutcome") {
             Ok(())
         } else {
             Err(Defer)
         };
     }
-    match verify_resource(check, resource) {
-        Ok(patients) => list.patients.extend(patients),
-        Err(_) if mode == Some("include") => list.removed.push(position),
-        // A match entry to remove: the tree check also drops `total`.
-        Err(_) => return Err(Defer),
+    let visible = match resource.verdict {
+        Some(visible) => visible,
+        None => {
+            let visible = match verify_resource(check, &resource.tree) {
+                Ok(patients) => {
+                    list.patients.extend(patients);
+                    true
+                }
+                Err(_) => false,
+            };
+            resource.verdict = Some(visible);
+            visible
+        }
+    };
+    if !visible {
+        if mode != Some("include") {
+            // A match entry to remove: the tree check also drops `total`.
+            return Err(Defer);
+        }
+        list.removed.push(position);
     }
     Ok(())
 }
@@ -235,6 +250,20 @@ struct SparseResource<'a> {
     members: Vec<Member<'a>>,
     /// Members the check does not read, with their text in the last resource that had them.
     skipped: Vec<Skipped<'a>>,
+    /// Whether `tree` passes the check, once known: [`verify_resource`] is a function of
+    /// the checked members, so it holds for the next resource too when none of them
+    /// changed but `id` ([`reads_id`]). The patients of a visible tree are in the list
+    /// already.
+    verdict: Option<bool>,
+}
+
+/// Whether the check reads a resource's own `id`: only to place a Patient in its own
+/// compartment (`fhirgate_fhir::patient_links`). Contained resources' ids are inside
+/// `contained`, and no restriction reads `id`.
+fn reads_id(tree: &Map<String, Value>) -> bool {
+    tree.get("resourceType")
+        .and_then(Value::as_str)
+        .is_none_or(|resource_type| resource_type == "Patient")
 }
 
 struct Skipped<'a> {
@@ -261,6 +290,7 @@ impl Default for SparseResource<'_> {
             tree: Value::Object(Map::new()),
             members: Vec::new(),
             skipped: Vec::new(),
+            verdict: None,
         }
     }
 }
@@ -280,6 +310,8 @@ impl<'a> SparseResource<'a> {
         // Resources of one response list their members in the same order: the member
         // after the last one found is usually the next one.
         let mut next = 0;
+        // Which checked members differ from the previous resource's.
+        let (mut id_changed, mut other_changed) = (false, false);
         while let Some(key) = s.next_key(&mut first)? {
             let found = match self.members.get(next) {
                 Some(member) if member.key == key => Some(next),
@@ -298,6 +330,11 @@ impl<'a> SparseResource<'a> {
                     let text = s.value_text(4)?;
                     rebuild(tree.get_mut(key).ok_or(Defer)?, text)?;
                     member.text = text;
+                    if key == "id" {
+                        id_changed = true;
+                    } else {
+                        other_changed = true;
+                    }
                 }
                 None if !is_checked(key, restrictions) => {
                     skip_unchecked(&mut self.skipped, s, key)?;
@@ -305,6 +342,7 @@ impl<'a> SparseResource<'a> {
                 None => {
                     let text = s.value_text(4)?;
                     tree.insert(key.to_owned(), build(text)?);
+                    other_changed = true;
                     self.members.push(Member {
                         key,
                         text,
@@ -316,9 +354,13 @@ impl<'a> SparseResource<'a> {
         self.members.retain(|member| {
             if !member.seen {
                 tree.remove(member.key);
+                other_changed = true;
             }
             member.seen
         });
+        if other_changed || (id_changed && reads_id(tree)) {
+            self.verdict = None;
+        }
         Ok(())
     }
 }
