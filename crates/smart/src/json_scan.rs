@@ -338,7 +338,7 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Index of the first `"`, `\\` or byte below 0x20 at or after `start`: where a string ends
+/// Index of the first `"`, `\` or byte below 0x20 at or after `start`: where a string ends
 /// or needs a closer look. Sixteen bytes per vector compare (SSE2 on x86-64, NEON on
 /// aarch64, through `wide`): most strings here (names, codes, references) end within one.
 fn string_stop(bytes: &[u8], start: usize) -> Option<usize> {
