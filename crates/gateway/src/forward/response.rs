@@ -80,33 +80,65 @@ async fn rewrite_bundle_body(
         return Ok((Body::new(body), None));
     }
     let capacity = length.map_or(16 * 1024, |len| len as usize);
-    let mut buffer = BytesMut::with_capacity(capacity);
+    let mut gathered = Gathered::default();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| super::body_read_error(Box::new(err)))?;
         // Trailers are not used by FHIR servers; only data frames are kept.
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        buffer.extend_from_slice(&data);
-        if buffer.len() > max {
+        gathered.push(data, capacity);
+        if gathered.len() > max {
             tracing::warn!(
                 limit = max,
                 "Bundle larger than limits.bundle_rewrite_max streamed without URL rewriting"
             );
-            let head = futures_util::stream::once(async move {
-                Ok::<_, BodyError>(Frame::data(buffer.freeze()))
-            });
+            let head = gathered.into_bytes();
+            let head =
+                futures_util::stream::once(async move { Ok::<_, BodyError>(Frame::data(head)) });
             let rest = head.chain(BodyStream::new(body));
             return Ok((Body::new(StreamBody::new(rest)), None));
         }
     }
-    let bytes = buffer.freeze();
+    let bytes = gathered.into_bytes();
     let bytes = match super::bundle::rewrite_bundle(&bytes, from, to) {
         Some(rewritten) => Bytes::from(rewritten),
         None => bytes,
     };
     let len = bytes.len();
     Ok((Body::from(bytes), Some(len)))
+}
+
+/// A body's data frames put together. The upstream's answer mostly arrives in one read,
+/// and hyper hands it over as one frame: that frame is kept as it is, and only a second
+/// frame makes a copy.
+#[derive(Default)]
+struct Gathered {
+    first: Bytes,
+    more: Option<BytesMut>,
+}
+
+impl Gathered {
+    fn push(&mut self, data: Bytes, capacity: usize) {
+        if let Some(more) = &mut self.more {
+            more.extend_from_slice(&data);
+        } else if self.first.is_empty() {
+            self.first = data;
+        } else {
+            let mut more = BytesMut::with_capacity(capacity.max(self.first.len() + data.len()));
+            more.extend_from_slice(&self.first);
+            more.extend_from_slice(&data);
+            self.more = Some(more);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.more.as_ref().map_or(self.first.len(), BytesMut::len)
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.more.map_or(self.first, BytesMut::freeze)
+    }
 }
 
 /// Interactions whose successful answer is a Bundle.
@@ -155,6 +187,28 @@ fn declares_empty_body(headers: &http::HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_put_together_in_order_and_one_frame_is_kept_as_it_is() {
+        let frame = Bytes::from_static(b"{\"resourceType\":\"Bundle\"}");
+        let mut one = Gathered::default();
+        one.push(frame.clone(), 0);
+        assert_eq!(one.len(), frame.len());
+        let kept = one.into_bytes();
+        assert_eq!(
+            kept.as_ptr(),
+            frame.as_ptr(),
+            "a single frame is not copied"
+        );
+
+        let mut three = Gathered::default();
+        for part in ["{\"a\":", "", "[1,", "2]}"] {
+            three.push(Bytes::from(part), 4);
+        }
+        assert_eq!(three.len(), 11);
+        assert_eq!(three.into_bytes(), Bytes::from_static(b"{\"a\":[1,2]}"));
+        assert!(Gathered::default().into_bytes().is_empty());
+    }
 
     #[test]
     fn media_types() {
