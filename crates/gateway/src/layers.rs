@@ -1,5 +1,5 @@
 //! The transport concerns around the router, in one hand-written service ([`Front`]) rather
-//! than a stack of tower layers: request ids, a request span (its id on every log line),
+//! than a stack of tower layers: request ids, the request's log tag (its id on every log line),
 //! request limits, load shedding and catch-panic cost one boxed future per request this way,
 //! instead of one allocation (and one body wrapper) per layer.
 
@@ -19,10 +19,10 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Limited;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service;
-use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::error::GatewayError;
+use crate::log_context::RequestTag;
 use crate::pipeline::X_REQUEST_ID;
 
 /// Wraps the router: sets or keeps `X-Request-ID` and echoes it, rejects requests over the
@@ -75,15 +75,11 @@ where
                 id
             }
         };
-        // INFO, so that the default log filter keeps it: every log line inside the request
-        // then carries its request id. The log layer formats these fields as the span is
-        // made, for every request: `%` writes the strings as they are, where `Debug` (the
-        // default for `&str`) escaped them character by character.
-        let span = tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-            request_id = %request_id.to_str().unwrap_or("-"),
+        // Every log line written while the request runs names it (see `log_context`).
+        let tag = RequestTag::new(
+            request.method().clone(),
+            request.uri().clone(),
+            request_id.clone(),
         );
         let limits = &self.state.limits;
         let admitted = check_limits(&request, limits).and_then(|()| {
@@ -117,31 +113,28 @@ where
             }
         });
         let future = AssertUnwindSafe(self.inner.call(request)).catch_unwind();
-        Box::pin(
-            async move {
-                let mut response = match future.await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(panic) => panic_response(panic),
-                };
-                tracing::debug!(status = response.status().as_u16(), "request finished");
-                if !response.headers().contains_key(X_REQUEST_ID) {
-                    response.headers_mut().insert(X_REQUEST_ID, request_id);
-                }
-                // The permit lives until the response body is done, so a streaming download
-                // counts as in flight for as long as it runs.
-                if response.body().is_end_stream() {
-                    return Ok(response);
-                }
-                Ok(response.map(|body| {
-                    Body::new(PermitBody {
-                        inner: body,
-                        _permit: permit,
-                    })
-                }))
+        Box::pin(tag.scope(async move {
+            let mut response = match future.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(panic) => panic_response(panic),
+            };
+            tracing::debug!(status = response.status().as_u16(), "request finished");
+            if !response.headers().contains_key(X_REQUEST_ID) {
+                response.headers_mut().insert(X_REQUEST_ID, request_id);
             }
-            .instrument(span),
-        )
+            // The permit lives until the response body is done, so a streaming download
+            // counts as in flight for as long as it runs.
+            if response.body().is_end_stream() {
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                Body::new(PermitBody {
+                    inner: body,
+                    _permit: permit,
+                })
+            }))
+        }))
     }
 }
 

@@ -23,6 +23,7 @@ mod error;
 mod forward;
 mod keepalive;
 mod layers;
+mod log_context;
 mod metrics;
 mod pipeline;
 mod reload;
@@ -44,6 +45,7 @@ pub use config::{
 pub use cors::CorsConfig;
 pub use ctx::{RequestCtx, Timings};
 pub use error::{BoxError, GatewayError};
+pub use log_context::{RequestTag, with_current_request};
 pub use metrics::MetricsConfig;
 pub use reload::{ReloadError, ReloadRequest, ReloadSummary, Reloader};
 pub use revocation::{RevocationConfig, RevocationConfigError};

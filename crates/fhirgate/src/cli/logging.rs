@@ -24,6 +24,8 @@ use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::log_lines::{Shape, WithRequest};
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -38,9 +40,16 @@ pub fn init(format: LogFormat) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    // Lines written inside a request name it (method, path, request id).
     let fmt = match format {
-        LogFormat::Pretty => fmt.boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Pretty => fmt
+            .map_event_format(|format| WithRequest::new(format, Shape::Terminal))
+            .boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .map_event_format(|format| WithRequest::new(format, Shape::Json))
+            .boxed(),
     };
     let otel = tracing_opentelemetry::layer()
         .with_tracer(SwitchTracer::default())

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod data;
 pub mod demo;
+mod log_lines;
 pub mod logging;
 pub mod serve;
 pub mod signal;
