@@ -173,7 +173,10 @@ where
                 && activity.answered() > answered_before
                 && activity.quiescent();
             // A connection with a request in progress is looked at again when that request
-            // is answered, not on a timer: a thousand slow clients cost no wake-ups.
+            // is answered, not on a timer: a thousand slow clients cost no wake-ups. Once the
+            // hibernation timer runs, answers are not listened for: the timer looks again
+            // within HIBERNATE_AFTER anyway, and a busy connection would otherwise wake this
+            // loop (a fresh timer, notifications, clock reads) for every request it serves.
             let wait = if may_hibernate {
                 HIBERNATE_AFTER.saturating_sub(idle).min(until_idle_timeout)
             } else {
@@ -185,7 +188,7 @@ where
                     break;
                 }
                 () = activity.stalled() => return Err(DriveEnd::BodyStalled),
-                () = activity.request_answered(), if !hibernating && !closing => {}
+                () = activity.request_answered(), if !may_hibernate && !hibernating && !closing => {}
                 changed = shutdown.changed(), if !closing => {
                     if changed.is_err() || *shutdown.borrow() {
                         Pin::new(&mut *connection).graceful_shutdown();
@@ -194,7 +197,9 @@ where
                 }
                 () = tokio::time::sleep(wait) => {
                     let idle = activity.idle_for();
-                    if may_hibernate && idle >= HIBERNATE_AFTER {
+                    // Quiescent again now: a request may have come in since the timer was set
+                    // and still wait for its upstream with no byte moving on this socket.
+                    if may_hibernate && activity.quiescent() && idle >= HIBERNATE_AFTER {
                         // hyper is idle, so this ends it now and without `Connection: close`.
                         Pin::new(&mut *connection).graceful_shutdown();
                         hibernating = true;
