@@ -316,15 +316,20 @@ pub fn classify(
     headers: &http::HeaderMap,
     form_body: Option<&[u8]>,
 ) -> Result<FhirRequest, ClassifyError> {
-    for name in &METHOD_OVERRIDE_HEADERS {
-        if headers.contains_key(name) {
+    // One pass over the few names a request carries rather than a hashed probe for each of
+    // the five override names, which are custom names and hashed byte by byte: this runs for
+    // every request. A method override is reported before a path override.
+    let mut path_override = None;
+    for name in headers.keys() {
+        if METHOD_OVERRIDE_HEADERS.contains(name) {
             return Err(ClassifyError::MethodOverride(name.as_str().to_owned()));
         }
-    }
-    for name in &PATH_OVERRIDE_HEADERS {
-        if headers.contains_key(name) {
-            return Err(ClassifyError::PathOverride(name.as_str().to_owned()));
+        if path_override.is_none() && PATH_OVERRIDE_HEADERS.contains(name) {
+            path_override = Some(name);
         }
+    }
+    if let Some(name) = path_override {
+        return Err(ClassifyError::PathOverride(name.as_str().to_owned()));
     }
     let verb = Verb::from_method(method, path)?;
     route::check_path(path)?;
