@@ -94,27 +94,38 @@ impl Pipeline {
     /// Handle one request under the FHIR base path. Never fails: errors become
     /// OperationOutcome responses here.
     pub(crate) async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        let below_base = request
-            .uri()
-            .path()
-            .get(self.base_path.len()..)
-            .unwrap_or("")
-            .to_owned();
+        let origin = request.headers().get(http::header::ORIGIN).cloned();
+        // Only a cross-origin request (one with `Origin`) is looked at by CORS, which needs
+        // its path below the base; the others do not pay for the copy.
+        let below_base = match origin {
+            Some(_) => request
+                .uri()
+                .path()
+                .get(self.base_path.len()..)
+                .unwrap_or("")
+                .to_owned(),
+            None => String::new(),
+        };
         // A preflight carries no token and is not a FHIR interaction: answered before classify.
         if let Some(answer) = self.cors.preflight(&request, &below_base) {
             return answer;
         }
-        let origin = request.headers().get(http::header::ORIGIN).cloned();
         let client_addr = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
         let request_id = request.headers().get(X_REQUEST_ID).cloned();
         let mut ctx = RequestCtx::new(client_addr, request_id);
-        let method = request.method().to_string();
-        let query = audit::audit_query(request.uri().query());
         let discovery =
             request.uri().path().get(self.base_path.len()..) == Some(smart_discovery::WELL_KNOWN);
+        // What audit and metrics record of the request; nothing to keep without them.
+        let completes = !discovery && (self.metrics.is_some() || self.audit.is_some());
+        let recorded = completes.then(|| {
+            (
+                request.method().to_string(),
+                audit::audit_query(request.uri().query()),
+            )
+        });
         // OpenTelemetry export only (disabled spans otherwise); see `tracing_spans`.
         let span = tracing_spans::request_span(request.method(), request.headers());
         let run = self.run(&mut ctx, request).instrument(span.clone());
@@ -133,9 +144,9 @@ impl Pipeline {
             .decorate(origin.as_ref(), &below_base, &mut response);
         tracing_spans::record_status(&span, response.status().as_u16());
         // 8. audit and metrics, when the response completes. Discovery is not a FHIR request.
-        if discovery || (self.metrics.is_none() && self.audit.is_none()) {
+        let Some((method, query)) = recorded else {
             return response;
-        }
+        };
         let facts = RequestFacts {
             method,
             query,

@@ -66,6 +66,8 @@ async fn every_request_is_recorded_with_the_patients_it_touched() {
     assert_eq!(log.len(), 2);
     assert_eq!(patients(&log[1]), ["P1"]);
     assert_eq!(log[1].interaction_code(), "search-type");
+    assert_eq!(log[1].query().as_deref(), Some("code=x"));
+    assert_eq!(read.query(), None);
 
     // A searchset under a user grant holds both patients: both are recorded.
     let user = env
@@ -106,6 +108,8 @@ async fn every_request_is_recorded_with_the_patients_it_touched() {
         !text.contains("access_token") && !text.contains("not-a-token"),
         "{text}"
     );
+    // The rest of its query is kept.
+    assert_eq!(anonymous.query().as_deref(), Some("patient=P1"));
     assert_ne!(
         log[5].interaction_code(),
         "read",
