@@ -28,6 +28,25 @@ pub struct RequestCtx {
     /// in it (for the audit record).
     pub returned_patients: Option<BTreeSet<String>>,
     pub timings: Timings,
+    /// `client_addr`'s IP as text for `X-Forwarded-For`, written once per connection.
+    pub(crate) client_ip_text: Option<HeaderValue>,
+}
+
+/// The TCP peer of a request's connection, put on each request by the server; its IP is
+/// written as text once per connection rather than formatted for every request.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) ip_text: Option<HeaderValue>,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        Peer {
+            addr,
+            ip_text: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+        }
+    }
 }
 
 /// Where the time of one request went.
@@ -46,6 +65,7 @@ impl RequestCtx {
             fhir: None,
             principal: None,
             returned_patients: None,
+            client_ip_text: None,
             timings: Timings {
                 received: Instant::now(),
                 upstream_headers: None,

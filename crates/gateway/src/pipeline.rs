@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use fhirgate_fhir::Interaction;
 use http::{Method, Request, Response};
 use tracing::Instrument;
@@ -18,7 +17,7 @@ use crate::cache::{Cache, Lookup};
 use crate::completion::Completion;
 use crate::config::{GatewayConfig, Limits, base_path, base_string};
 use crate::cors::CorsConfig;
-use crate::ctx::RequestCtx;
+use crate::ctx::{Peer, RequestCtx};
 use crate::error::{GatewayError, error_chain};
 use crate::metrics::Metrics;
 use crate::reload::Reused;
@@ -110,12 +109,12 @@ impl Pipeline {
         if let Some(answer) = self.cors.preflight(&request, &below_base) {
             return answer;
         }
-        let client_addr = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        let peer = request.extensions().get::<Peer>();
+        let client_addr = peer.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.addr);
+        let client_ip_text = peer.and_then(|p| p.ip_text.clone());
         let request_id = request.headers().get(X_REQUEST_ID).cloned();
         let mut ctx = RequestCtx::new(client_addr, request_id);
+        ctx.client_ip_text = client_ip_text;
         let discovery =
             request.uri().path().get(self.base_path.len()..) == Some(smart_discovery::WELL_KNOWN);
         // What audit and metrics record of the request; nothing to keep without them.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -19,6 +18,7 @@ use tower::{Service, ServiceExt};
 
 use crate::config::GatewayConfig;
 use crate::connection::{Activity, DriveEnd, StallGuard};
+use crate::ctx::Peer;
 use crate::error::GatewayError;
 use crate::keepalive::{self, Answering};
 use crate::layers::Front;
@@ -181,6 +181,7 @@ impl Gateway {
                 limits.max_header_count,
                 limits.max_header_size,
             );
+            let peer_info = Peer::new(peer);
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let answered = body_activity.request_started();
                 let mut request = request.map(|body| {
@@ -190,7 +191,7 @@ impl Gateway {
                         Arc::clone(&body_activity),
                     ))
                 });
-                request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(peer_info.clone());
                 let too_many_headers = request.headers().len() > max_header_count;
                 let stack = stack.clone();
                 // Boxed: hyper hands a connection back between requests only when the

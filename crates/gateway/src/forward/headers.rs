@@ -62,7 +62,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `traceparent` and `X-Request-ID` pass unchanged.
 pub(crate) fn prepare_request(
     headers: &mut HeaderMap,
-    client_ip: IpAddr,
+    client_ip: ClientIp<'_>,
     forwarded_proto: &HeaderValue,
     strip_accept_encoding: bool,
 ) {
@@ -72,18 +72,43 @@ pub(crate) fn prepare_request(
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    let ip = client_ip.to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
-        Some(Ok(prior)) if !prior.is_empty() => HeaderValue::from_str(&format!("{prior}, {ip}")),
-        _ => HeaderValue::from_str(&ip),
+        Some(Ok(prior)) if !prior.is_empty() => {
+            HeaderValue::from_str(&format!("{prior}, {}", client_ip.text())).ok()
+        }
+        _ => client_ip.header_value(),
     };
-    if let Ok(value) = forwarded_for {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, forwarded_proto.clone());
     if strip_accept_encoding {
         // Bundles must arrive uncompressed to have their URLs rewritten.
         headers.remove(header::ACCEPT_ENCODING);
+    }
+}
+
+/// The client's IP for `X-Forwarded-For`: as the connection wrote it once, or as an
+/// address still to be written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClientIp<'a> {
+    Written(&'a HeaderValue),
+    Address(IpAddr),
+}
+
+impl ClientIp<'_> {
+    fn text(self) -> String {
+        match self {
+            ClientIp::Written(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ClientIp::Address(ip) => ip.to_string(),
+        }
+    }
+
+    fn header_value(self) -> Option<HeaderValue> {
+        match self {
+            ClientIp::Written(value) => Some(value.clone()),
+            ClientIp::Address(ip) => HeaderValue::from_str(&ip.to_string()).ok(),
+        }
     }
 }
 
@@ -172,7 +197,7 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("gw.example"));
         prepare_request(
             &mut h,
-            IpAddr::from([127, 0, 0, 1]),
+            ClientIp::Address(IpAddr::from([127, 0, 0, 1])),
             &HeaderValue::from_static("https"),
             false,
         );

@@ -87,7 +87,10 @@ fn upstream_request(
     } = parts;
     headers::prepare_request(
         &mut headers,
-        ctx.client_addr.ip(),
+        match &ctx.client_ip_text {
+            Some(written) => headers::ClientIp::Written(written),
+            None => headers::ClientIp::Address(ctx.client_addr.ip()),
+        },
         &upstream.forwarded_proto,
         response::returns_bundle(&fhir.interaction),
     );

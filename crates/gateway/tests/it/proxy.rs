@@ -105,6 +105,11 @@ async fn forwarded_headers_and_traceparent() {
     assert_eq!(seen["x-forwarded-host"], gw.addr().to_string().as_str());
     assert_eq!(seen["traceparent"], traceparent);
     assert_eq!(seen["host"], upstream.addr().to_string().as_str());
+
+    // Without one from the client, the connection's own address starts the list.
+    client().get(gw.url("/Patient/1")).send().await.unwrap();
+    let seen = upstream.last_request().unwrap().headers;
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
 }
 
 #[tokio::test]
