@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -182,20 +184,50 @@ where
             } else {
                 until_idle_timeout
             };
-            tokio::select! {
+            // The events watched besides hyper, in a `FuturesUnordered`: it polls only the
+            // futures whose own wakers fired. hyper wakes this task several times for every
+            // request, and `select!` would poll each of these again every time.
+            let mut watches: FuturesUnordered<Watcher<'_>> = FuturesUnordered::new();
+            watches.push(Box::pin(async {
+                activity.stalled().await;
+                Watch::Stalled
+            }));
+            if !may_hibernate && !hibernating && !closing {
+                watches.push(Box::pin(async {
+                    activity.request_answered().await;
+                    Watch::Answered
+                }));
+            }
+            if !closing {
+                let shutdown = &mut shutdown;
+                watches.push(Box::pin(async move {
+                    Watch::Shutdown {
+                        sender_gone: shutdown.changed().await.is_err(),
+                    }
+                }));
+            }
+            watches.push(Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                Watch::Timer
+            }));
+            let watched = tokio::select! {
                 ended = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
                     ended.map_err(|e| DriveEnd::Error(e.into()))?;
                     break;
                 }
-                () = activity.stalled() => return Err(DriveEnd::BodyStalled),
-                () = activity.request_answered(), if !may_hibernate && !hibernating && !closing => {}
-                changed = shutdown.changed(), if !closing => {
-                    if changed.is_err() || *shutdown.borrow() {
+                Some(watched) = watches.next() => watched,
+            };
+            drop(watches);
+            match watched {
+                Watch::Stalled => return Err(DriveEnd::BodyStalled),
+                Watch::Answered => {}
+                Watch::Shutdown { sender_gone } => {
+                    if sender_gone || *shutdown.borrow() {
                         Pin::new(&mut *connection).graceful_shutdown();
                         closing = true;
                     }
                 }
-                () = tokio::time::sleep(wait) => {
+                Watch::Timer => {
                     let idle = activity.idle_for();
                     // Quiescent again now: a request may have come in since the timer was set
                     // and still wait for its upstream with no byte moving on this socket.
@@ -227,6 +259,16 @@ where
         read_ahead = join(parts.read_buf, unread);
     }
 }
+
+/// What woke an HTTP/1.1 connection's driver, other than hyper.
+enum Watch {
+    Stalled,
+    Answered,
+    Shutdown { sender_gone: bool },
+    Timer,
+}
+
+type Watcher<'a> = Pin<Box<dyn Future<Output = Watch> + Send + 'a>>;
 
 enum Waited {
     Request,
