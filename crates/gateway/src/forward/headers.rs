@@ -175,6 +175,28 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_by_hop_name_is_recognised_and_no_other() {
+        for name in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "content-type",
+            "user-agent",
+            "accept",
+            "host",
+            "trailers",
+            "x-request-id",
+            "tk",
+            "upgrade-insecure-requests",
+            "proxy-status",
+            "x-keep-alive",
+        ] {
+            let name = HeaderName::from_static(name);
+            assert!(!is_hop_by_hop(&name), "{name}");
+        }
+    }
+
+    #[test]
     fn rewrite_only_whole_segments() {
         let from = "http://up:8080/fhir";
         let to = "https://gw.example/fhir";
