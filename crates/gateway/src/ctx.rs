@@ -44,9 +44,14 @@ impl Peer {
     pub(crate) fn new(addr: SocketAddr) -> Self {
         Peer {
             addr,
-            ip_text: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+            ip_text: ip_header(addr.ip()),
         }
     }
+}
+
+/// An IP address as header text (`X-Forwarded-For`).
+pub(crate) fn ip_header(ip: std::net::IpAddr) -> Option<HeaderValue> {
+    HeaderValue::from_str(&ip.to_string()).ok()
 }
 
 /// Where the time of one request went.

@@ -1,8 +1,6 @@
 //! Header rules of the forward phase: hop-by-hop removal (RFC 9110 §7.6.1), `X-Forwarded-*`,
 //! and upstream-to-public URL rewriting in `Location`/`Content-Location`.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never the message, and so must not cross the proxy.
@@ -62,7 +60,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `traceparent` and `X-Request-ID` pass unchanged.
 pub(crate) fn prepare_request(
     headers: &mut HeaderMap,
-    client_ip: ClientIp<'_>,
+    client_ip: Option<HeaderValue>,
     forwarded_proto: &HeaderValue,
     strip_accept_encoding: bool,
 ) {
@@ -73,10 +71,11 @@ pub(crate) fn prepare_request(
         headers.insert(X_FORWARDED_HOST, host);
     }
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
-        Some(Ok(prior)) if !prior.is_empty() => {
-            HeaderValue::from_str(&format!("{prior}, {}", client_ip.text())).ok()
-        }
-        _ => client_ip.header_value(),
+        Some(Ok(prior)) if !prior.is_empty() => client_ip
+            .as_ref()
+            .and_then(|ip| ip.to_str().ok())
+            .and_then(|ip| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
+        _ => client_ip,
     };
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
@@ -85,30 +84,6 @@ pub(crate) fn prepare_request(
     if strip_accept_encoding {
         // Bundles must arrive uncompressed to have their URLs rewritten.
         headers.remove(header::ACCEPT_ENCODING);
-    }
-}
-
-/// The client's IP for `X-Forwarded-For`: as the connection wrote it once, or as an
-/// address still to be written.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum ClientIp<'a> {
-    Written(&'a HeaderValue),
-    Address(IpAddr),
-}
-
-impl ClientIp<'_> {
-    fn text(self) -> String {
-        match self {
-            ClientIp::Written(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            ClientIp::Address(ip) => ip.to_string(),
-        }
-    }
-
-    fn header_value(self) -> Option<HeaderValue> {
-        match self {
-            ClientIp::Written(value) => Some(value.clone()),
-            ClientIp::Address(ip) => HeaderValue::from_str(&ip.to_string()).ok(),
-        }
     }
 }
 
@@ -219,7 +194,7 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("gw.example"));
         prepare_request(
             &mut h,
-            ClientIp::Address(IpAddr::from([127, 0, 0, 1])),
+            crate::ctx::ip_header(std::net::IpAddr::from([127, 0, 0, 1])),
             &HeaderValue::from_static("https"),
             false,
         );

@@ -87,10 +87,10 @@ fn upstream_request(
     } = parts;
     headers::prepare_request(
         &mut headers,
-        match &ctx.client_ip_text {
-            Some(written) => headers::ClientIp::Written(written),
-            None => headers::ClientIp::Address(ctx.client_addr.ip()),
-        },
+        // Written once per connection; formatted here only without one (in-process tests).
+        ctx.client_ip_text
+            .clone()
+            .or_else(|| crate::ctx::ip_header(ctx.client_addr.ip())),
         &upstream.forwarded_proto,
         response::returns_bundle(&fhir.interaction),
     );
