@@ -54,14 +54,8 @@ impl<'a> Scanner<'a> {
 
     /// The next byte after whitespace, not consumed.
     pub(crate) fn peek(&mut self) -> Scanned<u8> {
-        let bytes = self.bytes();
-        while let Some(&b) = bytes.get(self.pos) {
-            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                return Ok(b);
-            }
-            self.pos += 1;
-        }
-        Err(Defer)
+        self.pos = skip_whitespace(self.bytes(), self.pos);
+        self.bytes().get(self.pos).copied().ok_or(Defer)
     }
 
     /// Consume `byte`, after whitespace.
@@ -86,31 +80,37 @@ impl<'a> Scanner<'a> {
     /// Names with escapes defer: the check compares names, and serde_json would compare
     /// them unescaped.
     pub(crate) fn next_key(&mut self, first: &mut bool) -> Scanned<Option<&'a str>> {
-        match self.peek()? {
-            b'}' => {
-                self.pos += 1;
+        let bytes = self.bytes();
+        let mut pos = skip_whitespace(bytes, self.pos);
+        match bytes.get(pos) {
+            Some(b'}') => {
+                self.pos = pos + 1;
                 return Ok(None);
             }
-            b',' if !*first => {
-                self.pos += 1;
-                self.eat(b'"')?;
+            Some(b',') if !*first => {
+                pos = skip_whitespace(bytes, pos + 1);
+                if bytes.get(pos) != Some(&b'"') {
+                    return Err(Defer);
+                }
             }
-            b'"' if *first => self.pos += 1,
+            Some(b'"') if *first => {}
             _ => return Err(Defer),
         }
         *first = false;
-        let start = self.pos;
-        let end = string_stop(self.bytes(), start).ok_or(Defer)?;
-        if self.bytes().get(end) != Some(&b'"') {
+        let start = pos + 1;
+        let end = string_stop(bytes, start).ok_or(Defer)?;
+        if bytes.get(end) != Some(&b'"') {
             return Err(Defer);
         }
         // The colon usually follows the name directly.
-        if self.bytes().get(end + 1) == Some(&b':') {
-            self.pos = end + 2;
-        } else {
-            self.pos = end + 1;
-            self.eat(b':')?;
+        let mut colon = end + 1;
+        if bytes.get(colon) != Some(&b':') {
+            colon = skip_whitespace(bytes, colon);
+            if bytes.get(colon) != Some(&b':') {
+                return Err(Defer);
+            }
         }
+        self.pos = colon + 1;
         self.slice(start, end).map(Some)
     }
 
@@ -158,184 +158,183 @@ impl<'a> Scanner<'a> {
         Ok(repeated)
     }
 
-    /// Skip the next value, validating it. Nesting is tracked in a bit per level rather
-    /// than by recursion, which [`MAX_DEPTH`] keeps within one `u128`.
+    /// Skip the next value, validating it. Nesting is tracked in a stack of one flag per
+    /// level rather than by recursion, which [`MAX_DEPTH`] bounds.
+    ///
+    /// This is where the single pass spends most of its time, so the position lives in a
+    /// local and every step is inlined: one call per value, not one per token.
     pub(crate) fn skip_value(&mut self, depth: usize) -> Scanned<()> {
         let room = MAX_DEPTH.checked_sub(depth).ok_or(Defer)?;
-        // Bit `n` is set when the container at level `n` (counted inside this value) is
-        // an array.
-        let mut arrays: u128 = 0;
+        let bytes = self.bytes();
+        let mut pos = self.pos;
+        // `arrays[n]` is whether the container at level `n` (counted inside this value)
+        // is an array.
+        let mut arrays = [false; MAX_DEPTH];
         let mut level = 0usize;
         loop {
             // A value starts here.
-            let opened = match self.peek()? {
-                b'"' => {
-                    self.pos += 1;
-                    self.skip_string()?;
-                    None
+            pos = skip_whitespace(bytes, pos);
+            match bytes.get(pos) {
+                Some(b'"') => pos = string_end(bytes, pos + 1)? + 1,
+                Some(&open @ (b'{' | b'[')) => {
+                    if level >= room {
+                        return Err(Defer);
+                    }
+                    let is_array = open == b'[';
+                    *arrays.get_mut(level).ok_or(Defer)? = is_array;
+                    level += 1;
+                    pos = skip_whitespace(bytes, pos + 1);
+                    let empty = match bytes.get(pos) {
+                        Some(b']') => is_array,
+                        Some(b'}') => !is_array,
+                        _ => false,
+                    };
+                    if !empty {
+                        if !is_array {
+                            pos = member_name_end(bytes, pos)?;
+                        }
+                        continue;
+                    }
+                    pos += 1;
+                    level -= 1;
                 }
-                b'{' => Some(false),
-                b'[' => Some(true),
-                b'-' | b'0'..=b'9' => {
-                    self.skip_number()?;
-                    None
-                }
-                b't' => {
-                    self.literal(b"true")?;
-                    None
-                }
-                b'f' => {
-                    self.literal(b"false")?;
-                    None
-                }
-                b'n' => {
-                    self.literal(b"null")?;
-                    None
-                }
+                Some(b'-' | b'0'..=b'9') => pos = number_end(bytes, pos)?,
+                Some(b't') => pos = literal_end(bytes, pos, b"true")?,
+                Some(b'f') => pos = literal_end(bytes, pos, b"false")?,
+                Some(b'n') => pos = literal_end(bytes, pos, b"null")?,
                 _ => return Err(Defer),
-            };
-            let mut empty_check = false;
-            if let Some(is_array) = opened {
-                if level >= room {
-                    return Err(Defer);
-                }
-                self.pos += 1;
-                arrays = (arrays & !(1 << level)) | (u128::from(is_array) << level);
-                level += 1;
-                empty_check = true;
             }
-            // After a value, or just inside a container: close what ends here, then find
-            // where the next value starts.
+            // After a value: close what ends here, then find where the next value starts.
             loop {
                 let Some(top) = level.checked_sub(1) else {
+                    self.pos = pos;
                     return Ok(());
                 };
-                let in_array = arrays >> top & 1 == 1;
-                let next = self.peek()?;
-                match next {
-                    b']' if in_array => {}
-                    b'}' if !in_array => {}
-                    b',' if !empty_check => {
-                        self.pos += 1;
+                let in_array = *arrays.get(top).ok_or(Defer)?;
+                pos = skip_whitespace(bytes, pos);
+                match bytes.get(pos) {
+                    Some(b',') => {
+                        pos += 1;
                         if !in_array {
-                            self.member_name()?;
+                            pos = member_name_end(bytes, pos)?;
                         }
                         break;
                     }
-                    _ if empty_check => {
-                        if !in_array {
-                            self.member_name()?;
-                        }
-                        break;
-                    }
+                    Some(b']') if in_array => {}
+                    Some(b'}') if !in_array => {}
                     _ => return Err(Defer),
                 }
-                self.pos += 1;
+                pos += 1;
                 level = top;
-                empty_check = false;
             }
         }
     }
+}
 
-    /// A member name inside a skipped object, up to and including its `:`.
-    fn member_name(&mut self) -> Scanned<()> {
-        self.eat(b'"')?;
-        self.skip_string()?;
-        self.eat(b':')
+/// The first index at or after `pos` that is not JSON whitespace.
+#[inline(always)]
+fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(pos) {
+        pos += 1;
     }
+    pos
+}
 
-    /// Skip a string whose opening quote has been consumed.
-    fn skip_string(&mut self) -> Scanned<()> {
-        let bytes = self.bytes();
-        loop {
-            let at = string_stop(bytes, self.pos).ok_or(Defer)?;
-            match bytes.get(at) {
-                Some(b'"') => {
-                    self.pos = at + 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.pos = at + 1;
-                    self.skip_escape()?;
-                }
-                // A raw control character.
-                _ => return Err(Defer),
-            }
-        }
-    }
-
-    /// The escape after a backslash: serde_json's `ignore_escape`, which takes any four
-    /// hex digits after `\u` without pairing surrogates.
-    fn skip_escape(&mut self) -> Scanned<()> {
-        let bytes = self.bytes();
-        match bytes.get(self.pos) {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
-            Some(b'u') => {
-                let hex = bytes.get(self.pos + 1..self.pos + 5).ok_or(Defer)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err(Defer);
-                }
-                self.pos += 5;
-            }
+/// Index of the closing quote of a string whose content starts at `pos`, its escapes and
+/// bytes validated.
+#[inline(always)]
+fn string_end(bytes: &[u8], mut pos: usize) -> Scanned<usize> {
+    loop {
+        let at = string_stop(bytes, pos).ok_or(Defer)?;
+        match bytes.get(at) {
+            Some(b'"') => return Ok(at),
+            Some(b'\\') => pos = escape_end(bytes, at + 1)?,
+            // A raw control character.
             _ => return Err(Defer),
         }
-        Ok(())
     }
+}
 
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, as serde_json skips it
-    /// (no range check: serde_json only checks the range of numbers it builds).
-    fn skip_number(&mut self) -> Scanned<()> {
-        if self.byte() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.byte() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(Defer),
-        }
-        if self.byte() == Some(b'.') {
-            self.pos += 1;
-            self.some_digits()?;
-        }
-        if matches!(self.byte(), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.byte(), Some(b'+' | b'-')) {
-                self.pos += 1;
+/// Just past the escape whose backslash comes before `pos`: serde_json's `ignore_escape`,
+/// which takes any four hex digits after `\u` without pairing surrogates.
+fn escape_end(bytes: &[u8], pos: usize) -> Scanned<usize> {
+    match bytes.get(pos) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos + 1),
+        Some(b'u') => {
+            let hex = bytes.get(pos + 1..pos + 5).ok_or(Defer)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(Defer);
             }
-            self.some_digits()?;
+            Ok(pos + 5)
         }
-        // What follows (`01`, `1x`) is judged by the container, as in serde_json, except
-        // a digit after a leading zero: not a separator either, so the same refusal.
-        Ok(())
+        _ => Err(Defer),
     }
+}
 
-    fn byte(&self) -> Option<u8> {
-        self.bytes().get(self.pos).copied()
+/// Just past a member name starting at `pos` (after whitespace) and the `:` after it.
+#[inline(always)]
+fn member_name_end(bytes: &[u8], pos: usize) -> Scanned<usize> {
+    let pos = skip_whitespace(bytes, pos);
+    if bytes.get(pos) != Some(&b'"') {
+        return Err(Defer);
     }
+    let pos = skip_whitespace(bytes, string_end(bytes, pos + 1)? + 1);
+    if bytes.get(pos) != Some(&b':') {
+        return Err(Defer);
+    }
+    Ok(pos + 1)
+}
 
-    fn digits(&mut self) {
-        while matches!(self.byte(), Some(b'0'..=b'9')) {
-            self.pos += 1;
+/// Just past the number starting at `pos`:
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, as serde_json skips it
+/// (no range check: serde_json only checks the range of numbers it builds). What follows
+/// (`01`, `1x`) is judged by the container, as in serde_json, except a digit after a
+/// leading zero: not a separator either, so the same refusal.
+fn number_end(bytes: &[u8], mut pos: usize) -> Scanned<usize> {
+    if bytes.get(pos) == Some(&b'-') {
+        pos += 1;
+    }
+    match bytes.get(pos) {
+        Some(b'0') => pos += 1,
+        Some(b'1'..=b'9') => pos = digits_end(bytes, pos),
+        _ => return Err(Defer),
+    }
+    if bytes.get(pos) == Some(&b'.') {
+        pos = some_digits_end(bytes, pos + 1)?;
+    }
+    if let Some(b'e' | b'E') = bytes.get(pos) {
+        pos += 1;
+        if let Some(b'+' | b'-') = bytes.get(pos) {
+            pos += 1;
         }
+        pos = some_digits_end(bytes, pos)?;
     }
+    Ok(pos)
+}
 
-    fn some_digits(&mut self) -> Scanned<()> {
-        let start = self.pos;
-        self.digits();
-        if self.pos == start {
-            return Err(Defer);
-        }
-        Ok(())
+fn digits_end(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(b'0'..=b'9') = bytes.get(pos) {
+        pos += 1;
     }
+    pos
+}
 
-    fn literal(&mut self, word: &[u8]) -> Scanned<()> {
-        let end = self.pos + word.len();
-        if self.bytes().get(self.pos..end) != Some(word) {
-            return Err(Defer);
-        }
-        self.pos = end;
-        Ok(())
+/// [`digits_end`] of at least one digit.
+fn some_digits_end(bytes: &[u8], pos: usize) -> Scanned<usize> {
+    let end = digits_end(bytes, pos);
+    if end == pos {
+        return Err(Defer);
     }
+    Ok(end)
+}
+
+/// Just past `word` when it is at `pos`.
+fn literal_end(bytes: &[u8], pos: usize, word: &[u8]) -> Scanned<usize> {
+    let end = pos + word.len();
+    if bytes.get(pos..end) != Some(word) {
+        return Err(Defer);
+    }
+    Ok(end)
 }
 
 /// Index of the first `"`, `\` or byte below 0x20 at or after `start`: where a string ends
