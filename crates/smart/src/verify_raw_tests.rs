@@ -318,6 +318,51 @@ fn a_repeated_unchecked_member_is_the_same_valid_value_and_nothing_more() {
     );
 }
 
+/// A member name is taken as what the last resource had at the same place only when it is
+/// the same name: a checked member where the last resource had an unchecked one is read.
+#[test]
+fn member_names_in_another_order_are_read_by_name() {
+    let c = search_check();
+    let note = r#""note":[{"text":"a note long enough to be remembered between resources"}]"#;
+    let subject = r#""subject":{"reference":"Patient/p1"}"#;
+    let performer = r#""performer":[{"reference":"Patient/p2"}]"#;
+    let searchset = |second: &str| {
+        format!(
+            r#"{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":{{"resourceType":"Observation","id":"o1",{note},{subject}}}}},{{"resource":{{"resourceType":"Observation","id":"o2",{second}}}}}]}}"#
+        )
+    };
+    // The subject where the note stood, and the note where the subject stood: read by name,
+    // the subject is found and the one pass settles the body (taken by place, the subject
+    // would be skipped as the note was, and the body left to the multi-pass check for a
+    // resource without one). Other orders, and another patient's performer where the note
+    // stood, are settled as the multi-pass check settles them.
+    for second in [
+        format!("{subject},{note}"),
+        format!("{note},{subject}"),
+        format!("{performer},{subject}"),
+    ] {
+        let body = searchset(&second);
+        let single = crate::verify_single::single_pass(&c, &body);
+        assert_eq!(
+            single,
+            Some(verify_response_bytes_multi_pass(&c, body.as_bytes())),
+            "{body}"
+        );
+        match assert_agrees(&c, &body) {
+            RawVerdict::Unchanged(outcome) => {
+                assert_eq!(outcome.patients, ["p1".to_owned()].into(), "{second}");
+            }
+            other => panic!("{second}: {other:?}"),
+        }
+    }
+    // Another patient's subject where the own one stood before is still refused.
+    let other = subject.replace("p1", "p2");
+    assert_eq!(
+        assert_agrees(&c, &searchset(&format!("{note},{other}"))),
+        RawVerdict::NeedsTree
+    );
+}
+
 #[test]
 fn single_reads_allow_own_and_refuse_other_like_the_tree() {
     let c = check("patient/*.rs", "GET", "/Observation/o1");

@@ -250,11 +250,20 @@ struct SparseResource<'a> {
     members: Vec<Member<'a>>,
     /// Members the check does not read, with their text in the last resource that had them.
     skipped: Vec<Skipped<'a>>,
+    /// The member names of the last resource in order, each with what it was: resources of
+    /// one response list the same members in the same order, so the name at the same
+    /// place is usually the same, and one comparison then says what finding it out by
+    /// [`is_checked`] and a search of `members` and `skipped` would.
+    layout: Vec<Slot<'a>>,
+    /// The layout being recorded for the resource being read.
+    next_layout: Vec<Slot<'a>>,
     /// Whether `tree` passes the check, once known: [`verify_resource`] is a function of
     /// the checked members, so it holds for the next resource too when none of them
     /// changed but `id` ([`reads_id`]). The patients of a visible tree are in the list
     /// already.
     verdict: Option<bool>,
+    /// [`reads_id`] of `tree`, once asked: it holds until a member other than `id` changes.
+    id_read: Option<bool>,
 }
 
 /// Whether the check reads a resource's own `id`: only to place a Patient in its own
@@ -284,13 +293,33 @@ struct Member<'a> {
     seen: bool,
 }
 
+/// A member name of a resource and what it was.
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    key: &'a str,
+    kind: SlotKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    /// A member the check reads, in `members`.
+    Checked,
+    /// A member the check does not read, remembered at this index of `skipped`.
+    Skipped(usize),
+    /// A member the check does not read, not remembered (`skipped` was full).
+    Unchecked,
+}
+
 impl Default for SparseResource<'_> {
     fn default() -> Self {
         SparseResource {
             tree: Value::Object(Map::new()),
             members: Vec::new(),
             skipped: Vec::new(),
+            layout: Vec::new(),
+            next_layout: Vec::new(),
             verdict: None,
+            id_read: None,
         }
     }
 }
@@ -312,7 +341,29 @@ impl<'a> SparseResource<'a> {
         let mut next = 0;
         // Which checked members differ from the previous resource's.
         let (mut id_changed, mut other_changed) = (false, false);
+        self.next_layout.clear();
         while let Some(key) = s.next_key(&mut first)? {
+            let place = self.next_layout.len();
+            let known = self
+                .layout
+                .get(place)
+                .filter(|slot| slot.key == key)
+                .map(|slot| slot.kind);
+            let kind = match known {
+                Some(SlotKind::Skipped(at)) => {
+                    skip_remembered(&mut self.skipped, at, s)?;
+                    SlotKind::Skipped(at)
+                }
+                Some(SlotKind::Unchecked) => {
+                    s.skip_value(4)?;
+                    SlotKind::Unchecked
+                }
+                Some(SlotKind::Checked) | None => SlotKind::Checked,
+            };
+            self.next_layout.push(Slot { key, kind });
+            if kind != SlotKind::Checked {
+                continue;
+            }
             let found = match self.members.get(next) {
                 Some(member) if member.key == key => Some(next),
                 _ => self.members.iter().position(|m| m.key == key),
@@ -337,7 +388,10 @@ impl<'a> SparseResource<'a> {
                     }
                 }
                 None if !is_checked(key, restrictions) => {
-                    skip_unchecked(&mut self.skipped, s, key)?;
+                    let kind = skip_unchecked(&mut self.skipped, s, key)?;
+                    if let Some(slot) = self.next_layout.last_mut() {
+                        slot.kind = kind;
+                    }
                 }
                 None => {
                     let text = s.value_text(4)?;
@@ -351,6 +405,7 @@ impl<'a> SparseResource<'a> {
                 }
             }
         }
+        std::mem::swap(&mut self.layout, &mut self.next_layout);
         self.members.retain(|member| {
             if !member.seen {
                 tree.remove(member.key);
@@ -358,7 +413,10 @@ impl<'a> SparseResource<'a> {
             }
             member.seen
         });
-        if other_changed || (id_changed && reads_id(tree)) {
+        if other_changed {
+            self.verdict = None;
+            self.id_read = None;
+        } else if id_changed && *self.id_read.get_or_insert_with(|| reads_id(tree)) {
             self.verdict = None;
         }
         Ok(())
@@ -373,14 +431,22 @@ fn skip_unchecked<'a>(
     skipped: &mut Vec<Skipped<'a>>,
     s: &mut Scanner<'a>,
     key: &'a str,
-) -> Scanned<()> {
-    let Some(member) = skipped.iter_mut().find(|m| m.key == key) else {
-        let text = s.value_text(4)?;
-        if skipped.len() < MAX_SKIPPED {
-            skipped.push(Skipped { key, text });
-        }
-        return Ok(());
-    };
+) -> Scanned<SlotKind> {
+    if let Some(at) = skipped.iter().position(|m| m.key == key) {
+        skip_remembered(skipped, at, s)?;
+        return Ok(SlotKind::Skipped(at));
+    }
+    let text = s.value_text(4)?;
+    if skipped.len() >= MAX_SKIPPED {
+        return Ok(SlotKind::Unchecked);
+    }
+    skipped.push(Skipped { key, text });
+    Ok(SlotKind::Skipped(skipped.len() - 1))
+}
+
+/// Skip the value of the member remembered at `at` in `skipped`, and remember its text.
+fn skip_remembered<'a>(skipped: &mut [Skipped<'a>], at: usize, s: &mut Scanner<'a>) -> Scanned<()> {
+    let member = skipped.get_mut(at).ok_or(Defer)?;
     if member.text.len() >= MIN_REPEAT && s.skip_repeat(member.text)? {
         return Ok(());
     }
