@@ -138,7 +138,9 @@ static RESTRICTION_ONLY: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 /// does not cover.
 pub fn verify_response_bytes(check: &ResponseCheck, body: &[u8]) -> Result<RawVerdict, DenyReason> {
     // Valid UTF-8 throughout, so skipped members cannot hide malformed text either.
-    let Ok(text) = std::str::from_utf8(body) else {
+    // `simdutf8` checks a vector of bytes per step: on the bench's 20 KB searchset it takes
+    // a third of the instructions of `std::str::from_utf8`, which the reference below keeps.
+    let Ok(text) = simdutf8::basic::from_utf8(body) else {
         return Ok(RawVerdict::NeedsTree);
     };
     // The single pass answers the common cases; whatever it cannot settle is decided by
