@@ -30,6 +30,17 @@ use crate::{
     verify,
 };
 
+/// Awaits one phase's future: inside the phase's span when `$traced`, bare otherwise.
+macro_rules! phase {
+    ($traced:expr, $name:literal, $future:expr) => {
+        if $traced {
+            $future.instrument(phase_span!($name)).await
+        } else {
+            $future.await
+        }
+    };
+}
+
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 pub(crate) struct Pipeline {
@@ -127,8 +138,17 @@ impl Pipeline {
         });
         // OpenTelemetry export only (disabled spans otherwise); see `tracing_spans`.
         let span = tracing_spans::request_span(request.method(), request.headers());
-        let run = self.run(&mut ctx, request).instrument(span.clone());
-        let (mut response, failure) = match run.await {
+        // Without an exporter every span is disabled: the phases are then awaited bare,
+        // sparing a copy of each phase's future into a span wrapper (about 2 000
+        // instructions per request, callgrind).
+        let result = if span.is_disabled() {
+            self.run::<false>(&mut ctx, request).await
+        } else {
+            self.run::<true>(&mut ctx, request)
+                .instrument(span.clone())
+                .await
+        };
+        let (mut response, failure) = match result {
             Ok(response) => (response, None),
             Err(err) => {
                 log_error(&ctx, &err);
@@ -158,13 +178,17 @@ impl Pipeline {
             metrics: self.metrics.clone(),
             audit: self.audit.clone(),
         };
+        if span.is_disabled() {
+            return completion::complete(completion, response).await;
+        }
         let audit_span = span.in_scope(|| phase_span!("audit"));
         completion::complete(completion, response)
             .instrument(audit_span)
             .await
     }
 
-    async fn run(
+    /// The phases; with `TRACED` each runs inside its span (see `phase!`).
+    async fn run<const TRACED: bool>(
         &self,
         ctx: &mut RequestCtx,
         request: Request<Body>,
@@ -179,29 +203,35 @@ impl Pipeline {
             return answer;
         }
         // 1. classify
-        let mut classified = classify::classify(
-            ctx,
-            request,
-            self.base_path.len(),
-            self.limits.max_form_body_size,
-        )
-        .instrument(phase_span!("classify"))
-        .await?;
+        let mut classified = phase!(
+            TRACED,
+            "classify",
+            classify::classify(
+                ctx,
+                request,
+                self.base_path.len(),
+                self.limits.max_form_body_size,
+            )
+        )?;
         authorize::strip_client_context(&mut classified.parts.headers);
         // 2. authenticate
-        authenticate::authenticate(&self.security, ctx, &mut classified.parts)
-            .instrument(phase_span!("authenticate"))
-            .await?;
+        phase!(
+            TRACED,
+            "authenticate",
+            authenticate::authenticate(&self.security, ctx, &mut classified.parts)
+        )?;
         // 3. authorize
-        let plan = authorize::authorize(
-            &self.security,
-            &self.upstream,
-            ctx,
-            &mut classified,
-            self.limits.max_body_size,
-        )
-        .instrument(phase_span!("authorize"))
-        .await?;
+        let plan = phase!(
+            TRACED,
+            "authorize",
+            authorize::authorize(
+                &self.security,
+                &self.upstream,
+                ctx,
+                &mut classified,
+                self.limits.max_body_size,
+            )
+        )?;
         let capabilities = ctx
             .fhir
             .as_ref()
@@ -211,12 +241,11 @@ impl Pipeline {
         }
         // 4. throttle
         let quota = match &self.throttle {
-            Some(throttle) => {
-                throttle
-                    .check(ctx, &classified.parts.headers)
-                    .instrument(phase_span!("throttle"))
-                    .await?
-            }
+            Some(throttle) => phase!(
+                TRACED,
+                "throttle",
+                throttle.check(ctx, &classified.parts.headers)
+            )?,
             None => Vec::new(),
         };
         if let Some(audit) = &self.audit {
@@ -235,21 +264,34 @@ impl Pipeline {
         }
         let _invalidate = self.cache.as_ref().and_then(|cache| cache.on_write(ctx));
         // 6. forward
-        let forward_span = phase_span!("forward");
-        tracing_spans::set_upstream_traceparent(&forward_span, &mut classified.parts.headers);
-        let response = forward::forward(
-            &self.upstream,
-            ctx,
-            classified,
-            self.limits.max_body_size,
-            self.limits.bundle_rewrite_max,
-        )
-        .instrument(forward_span)
-        .await?;
+        let response = if TRACED {
+            let forward_span = phase_span!("forward");
+            tracing_spans::set_upstream_traceparent(&forward_span, &mut classified.parts.headers);
+            forward::forward(
+                &self.upstream,
+                ctx,
+                classified,
+                self.limits.max_body_size,
+                self.limits.bundle_rewrite_max,
+            )
+            .instrument(forward_span)
+            .await?
+        } else {
+            forward::forward(
+                &self.upstream,
+                ctx,
+                classified,
+                self.limits.max_body_size,
+                self.limits.bundle_rewrite_max,
+            )
+            .await?
+        };
         // 7. verify
-        let response = verify::verify(&self.security, ctx, plan, response)
-            .instrument(phase_span!("verify"))
-            .await?;
+        let response = phase!(
+            TRACED,
+            "verify",
+            verify::verify(&self.security, ctx, plan, response)
+        )?;
         let response = if capabilities {
             smart_discovery::amend_metadata(&self.security, response).await?
         } else {
