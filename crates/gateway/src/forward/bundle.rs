@@ -98,22 +98,22 @@ pub(crate) fn rewrite_bundle(body: &[u8], from: &str, to: &str) -> Option<Vec<u8
 /// (escaped quotes in narrative) is walked byte by byte instead.
 fn skip_value(body: &[u8], start: usize) -> Option<usize> {
     let mut walk = Walk::default();
-    let mut at = start;
-    while let Some(block) = body.get(at..at + BLOCK) {
+    let (blocks, tail) = body.get(start..)?.as_chunks::<BLOCK>();
+    for (n, block) in blocks.iter().enumerate() {
         let masks = Masks::of(block);
-        let step = if masks.backslash != 0 || walk.escaped {
+        let step = if masks.backslash || walk.escaped {
             walk.bytes(block)
         } else {
             walk.masked(&masks, block)
         };
         match step {
-            Step::Inside => at += BLOCK,
-            Step::ClosedAt(end) => return Some(at + end),
+            Step::Inside => {}
+            Step::ClosedAt(end) => return Some(start + n * BLOCK + end),
             Step::Stray => return None,
         }
     }
-    match walk.bytes(body.get(at..)?) {
-        Step::ClosedAt(end) => Some(at + end),
+    match walk.bytes(tail) {
+        Step::ClosedAt(end) => Some(body.len() - tail.len() + end),
         Step::Inside | Step::Stray => None,
     }
 }
@@ -180,7 +180,7 @@ impl Walk {
     }
 
     /// A block without backslashes, from its masks.
-    fn masked(&mut self, masks: &Masks, block: &[u8]) -> Step {
+    fn masked(&mut self, masks: &Masks, block: &[u8; BLOCK]) -> Step {
         // Bit i: an odd number of quotes at or before byte i, i.e. inside a string (its
         // opening quote included, its closing quote not).
         let mut strings = prefix_xor(masks.quote);
@@ -212,13 +212,12 @@ impl Walk {
 }
 
 /// Bit i of a mask is set when byte i of a 64-byte block is that character.
-#[derive(Default)]
 struct Masks {
     quote: u64,
     /// `{`, `[`, `}` or `]`: which one is read from the block for the few outside strings.
     brackets: u64,
-    /// Not a mask: non-zero when the block has a backslash anywhere.
-    backslash: u64,
+    /// The block has a backslash anywhere.
+    backslash: bool,
 }
 
 impl Masks {
@@ -226,23 +225,26 @@ impl Masks {
     /// each lane's result gathered into one bit by a move-mask. One compare finds all four
     /// brackets: telling them apart from the few bytes that are visited costs less than a
     /// second compare on every lane (callgrind, the bench's searchset).
-    fn of(block: &[u8]) -> Masks {
-        let mut masks = Masks::default();
-        for (i, chunk) in block.chunks_exact(16).enumerate() {
-            let Ok(bytes) = <[u8; 16]>::try_from(chunk) else {
-                continue;
-            };
-            let lanes = u8x16::new(bytes);
+    fn of(block: &[u8; BLOCK]) -> Masks {
+        let (chunks, _) = block.as_chunks::<16>();
+        let (mut quote, mut brackets) = (0, 0);
+        let mut backslashes = u8x16::ZERO;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let lanes = u8x16::new(*chunk);
             // Setting bit 5 and clearing bits 1 and 2 folds `[`, `]`, `{` and `}` onto one value
             // (0x79), and only `Y`, `y`, `_` and DEL with them: those never stand outside
             // strings in JSON, and the walk skips them where they do.
             let folded = (lanes | u8x16::splat(0x20)) & u8x16::splat(!0x06);
             let shift = 16 * i;
-            masks.quote |= bits(lanes.simd_eq(u8x16::splat(b'"'))) << shift;
-            masks.brackets |= bits(folded.simd_eq(u8x16::splat(0x79))) << shift;
-            masks.backslash |= bits(lanes.simd_eq(u8x16::splat(b'\\')));
+            quote |= bits(lanes.simd_eq(u8x16::splat(b'"'))) << shift;
+            brackets |= bits(folded.simd_eq(u8x16::splat(0x79))) << shift;
+            backslashes |= lanes.simd_eq(u8x16::splat(b'\\'));
         }
-        masks
+        Masks {
+            quote,
+            brackets,
+            backslash: backslashes.to_bitmask() != 0,
+        }
     }
 }
 
