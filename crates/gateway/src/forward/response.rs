@@ -1,6 +1,8 @@
 //! Turning the upstream's response into the client's: headers cleaned and rewritten,
 //! non-FHIR error bodies replaced, Bundles rewritten; every other body streams untouched.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use fhirgate_fhir::Interaction;
@@ -11,7 +13,7 @@ use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use super::headers::{rewrite_locations, strip_hop_by_hop};
 use crate::error::GatewayError;
-use crate::upstream::{AnsweredBy, BodyError, Upstream, UpstreamBody};
+use crate::upstream::{BodyError, Upstream, UpstreamBody};
 
 pub(crate) async fn finish(
     upstream: &Upstream,
@@ -20,10 +22,8 @@ pub(crate) async fn finish(
     bundle_rewrite_max: usize,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = response.into_parts();
-    let answered_by = parts.extensions.remove::<AnsweredBy>();
-    let base = answered_by
-        .as_ref()
-        .map_or(upstream.base.as_str(), |a| &a.0);
+    let answered_by = Arc::clone(body.answered_by());
+    let base: &str = &answered_by;
     strip_hop_by_hop(&mut parts.headers);
     rewrite_locations(&mut parts.headers, base, &upstream.public_base);
     // The client may speak another HTTP version than the upstream connection.

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ impl BodyError {
 pub(crate) struct UpstreamBody {
     inner: Incoming,
     lease: Option<Lease>,
+    /// The base URL of the target that answered, for rewriting its URLs. Kept here rather
+    /// than in the response's extensions, whose first entry costs two allocations.
+    answered_by: Arc<str>,
     idle_limit: Duration,
     /// Created on the first wait, so bodies that arrive whole never allocate a timer.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -54,10 +58,16 @@ pub(crate) struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub(crate) fn new(inner: Incoming, lease: Lease, idle_limit: Duration) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        lease: Lease,
+        answered_by: Arc<str>,
+        idle_limit: Duration,
+    ) -> Self {
         let mut body = UpstreamBody {
             inner,
             lease: Some(lease),
+            answered_by,
             idle_limit,
             deadline: None,
             armed: false,
@@ -67,6 +77,11 @@ impl UpstreamBody {
             body.finish();
         }
         body
+    }
+
+    /// The base URL of the target that sent this body.
+    pub(crate) fn answered_by(&self) -> &Arc<str> {
+        &self.answered_by
     }
 
     fn finish(&mut self) {

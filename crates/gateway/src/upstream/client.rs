@@ -20,11 +20,6 @@ use super::connect::{self, Address};
 use super::pool::{Conn, Lease, PoolSettings, Target};
 use crate::config::{Balance, RetryConfig, UpstreamConfig, base_string};
 
-/// Which target answered; set on every upstream response so its URLs are rewritten from the
-/// right base.
-#[derive(Clone)]
-pub(crate) struct AnsweredBy(pub(crate) Arc<str>);
-
 /// Retries a full budget holds, so that the first failures after a quiet spell can be retried.
 const BUDGET_RESERVE: i64 = 10 * TOKEN;
 /// One retry, in budget units.
@@ -84,7 +79,8 @@ impl Client {
     }
 
     /// Send `request` (whose URI may name any target or none: only its path and query are
-    /// used) to a target, retrying where safe. The response carries [`AnsweredBy`].
+    /// used) to a target, retrying where safe. The body knows which target answered
+    /// ([`UpstreamBody::answered_by`]).
     pub(crate) async fn request(
         &self,
         request: Request<Body>,
@@ -142,13 +138,12 @@ impl Client {
                     } else {
                         target.record_success();
                     }
-                    let base = AnsweredBy(Arc::clone(&target.base));
                     // The header limit also bounds each wait for more of the body.
                     let idle_limit = self.response_timeout;
-                    let mut response =
-                        response.map(|body| UpstreamBody::new(body, lease, idle_limit));
-                    response.extensions_mut().insert(base);
-                    return Ok(response);
+                    let base = Arc::clone(&target.base);
+                    return Ok(
+                        response.map(|body| UpstreamBody::new(body, lease, base, idle_limit))
+                    );
                 }
                 Ok(Err(failure)) => {
                     // The request body failing (over its limit, client gone) is not the

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use crate::config::{GatewayConfig, base_string};
 
 pub(crate) use body::{BodyError, UpstreamBody};
-pub(crate) use client::{AnsweredBy, Client};
+pub(crate) use client::Client;
 
 /// Why the gateway could not be built from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]
