@@ -226,22 +226,54 @@ impl CounterRequestId {
     fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // Written by hand: `format!` cost more than the rest of making the id.
-        let mut text = String::with_capacity(self.prefix.len() + 17);
-        text.push_str(&self.prefix);
-        text.push('-');
-        push_hex(&mut text, n);
+        let mut text = IdText {
+            bytes: [0; ID_CAPACITY],
+            len: 0,
+        };
+        self.prefix.bytes().for_each(|b| text.push(b));
+        text.push(b'-');
+        push_hex(n, |digit| text.push(digit));
         // Hex digits and a dash: always a valid header value.
-        HeaderValue::from_maybe_shared(Bytes::from(text))
+        HeaderValue::from_maybe_shared(Bytes::from_owner(text))
             .unwrap_or(HeaderValue::from_static("fhirgate"))
     }
 }
 
-/// `n` in lower-case hex without leading zeros, as `{n:x}` writes it.
-fn push_hex(text: &mut String, n: u64) {
+/// Room for a 12-character prefix, a dash and 16 hex digits.
+const ID_CAPACITY: usize = 32;
+
+/// A request id's text, inline: `Bytes::from_owner` makes one allocation for it, where a
+/// `String` makes two (its own, and the shared header the value's first clone adds).
+struct IdText {
+    bytes: [u8; ID_CAPACITY],
+    len: usize,
+}
+
+impl IdText {
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+}
+
+impl AsRef<[u8]> for IdText {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// `n` in lower-case hex without leading zeros, as `{n:x}` writes it, one ASCII digit at a time.
+fn push_hex(n: u64, mut push: impl FnMut(u8)) {
     let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
     for shift in (0..digits).rev() {
-        let nibble = ((n >> (shift * 4)) & 0xf) as u32;
-        text.push(char::from_digit(nibble, 16).unwrap_or('0'));
+        let nibble = ((n >> (shift * 4)) & 0xf) as u8;
+        push(if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        });
     }
 }
 
@@ -270,7 +302,7 @@ mod tests {
         });
         for n in samples.into_iter().chain(powers) {
             let mut text = String::new();
-            push_hex(&mut text, n);
+            push_hex(n, |digit| text.push(char::from(digit)));
             assert_eq!(text, format!("{n:x}"));
         }
     }
