@@ -30,11 +30,13 @@ use crate::{
     verify,
 };
 
-/// Awaits one phase's future: inside the phase's span when `$traced`, bare otherwise.
+/// Awaits one phase's future: inside the span `$span` makes (made first, so that it may
+/// look at what the future takes) when `$traced`, bare otherwise.
 macro_rules! phase {
-    ($traced:expr, $name:literal, $future:expr) => {
+    ($traced:expr, $span:expr, $future:expr) => {
         if $traced {
-            $future.instrument(phase_span!($name)).await
+            let span = $span;
+            $future.instrument(span).await
         } else {
             $future.await
         }
@@ -205,7 +207,7 @@ impl Pipeline {
         // 1. classify
         let mut classified = phase!(
             TRACED,
-            "classify",
+            phase_span!("classify"),
             classify::classify(
                 ctx,
                 request,
@@ -217,13 +219,13 @@ impl Pipeline {
         // 2. authenticate
         phase!(
             TRACED,
-            "authenticate",
+            phase_span!("authenticate"),
             authenticate::authenticate(&self.security, ctx, &mut classified.parts)
         )?;
         // 3. authorize
         let plan = phase!(
             TRACED,
-            "authorize",
+            phase_span!("authorize"),
             authorize::authorize(
                 &self.security,
                 &self.upstream,
@@ -243,7 +245,7 @@ impl Pipeline {
         let quota = match &self.throttle {
             Some(throttle) => phase!(
                 TRACED,
-                "throttle",
+                phase_span!("throttle"),
                 throttle.check(ctx, &classified.parts.headers)
             )?,
             None => Vec::new(),
@@ -264,9 +266,13 @@ impl Pipeline {
         }
         let _invalidate = self.cache.as_ref().and_then(|cache| cache.on_write(ctx));
         // 6. forward
-        let response = if TRACED {
-            let forward_span = phase_span!("forward");
-            tracing_spans::set_upstream_traceparent(&forward_span, &mut classified.parts.headers);
+        let response = phase!(
+            TRACED,
+            {
+                let span = phase_span!("forward");
+                tracing_spans::set_upstream_traceparent(&span, &mut classified.parts.headers);
+                span
+            },
             forward::forward(
                 &self.upstream,
                 ctx,
@@ -274,22 +280,11 @@ impl Pipeline {
                 self.limits.max_body_size,
                 self.limits.bundle_rewrite_max,
             )
-            .instrument(forward_span)
-            .await?
-        } else {
-            forward::forward(
-                &self.upstream,
-                ctx,
-                classified,
-                self.limits.max_body_size,
-                self.limits.bundle_rewrite_max,
-            )
-            .await?
-        };
+        )?;
         // 7. verify
         let response = phase!(
             TRACED,
-            "verify",
+            phase_span!("verify"),
             verify::verify(&self.security, ctx, plan, response)
         )?;
         let response = if capabilities {
