@@ -1,4 +1,5 @@
-//! Process signals shared by the long-running subcommands (`serve`, `demo`).
+//! Process signals shared by the long-running subcommands (`serve`, `demo`, `auth serve`,
+//! `store serve`).
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {

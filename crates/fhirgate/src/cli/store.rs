@@ -57,10 +57,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         println!("listening on http://{bound}");
         println!("FHIR base {base_url}");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        fhirgate_store::serve(listener, store, &base_url, shutdown)
+        fhirgate_store::serve(listener, store, &base_url, super::signal::shutdown_signal())
             .await
             .context("serving the store")?;
         Ok(ExitCode::SUCCESS)

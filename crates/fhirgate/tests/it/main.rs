@@ -8,6 +8,7 @@ mod check_config;
 mod examples;
 mod otel;
 mod serve;
+mod store;
 
 use std::path::PathBuf;
 
