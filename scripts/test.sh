@@ -50,6 +50,11 @@ cargo build --workspace --bins --examples
 step "cargo test --workspace"
 cargo test --workspace --no-fail-fast
 
+# The training half of the profile-guided release build, with the debug binary: every
+# process it starts must serve and exit cleanly, and its requests get the statuses it expects.
+step "PGO training run (scripts/build-pgo.sh --check-training)"
+bash scripts/build-pgo.sh --check-training "$CARGO_TARGET_DIR/debug/fhirgate"
+
 # Issue #11: Dockerfile, Compose, Kubernetes manifests and Helm chart (installs its validators).
 step "deployment files (scripts/validate-deploy.sh)"
 bash scripts/validate-deploy.sh
