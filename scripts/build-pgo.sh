@@ -11,11 +11,12 @@
 #
 # 1. Builds an instrumented fhirgate.
 # 2. Trains it on its own parts, not on the benchmark's: `fhirgate demo` generates the
-#    sample data and issues tokens, `fhirgate store serve` serves that data, and two
+#    sample data and issues tokens, `fhirgate store serve` serves that data, and
 #    `fhirgate serve` gateways stand in front of it: one without authentication, one
-#    verifying the demo issuer's tokens with audit and a rate limit on. curl sends reads,
-#    searches, history, compartment searches and refused requests through both, 32 at a
-#    time on kept-alive connections, and checks their statuses.
+#    verifying the demo issuer's tokens with audit and a rate limit on (a third one adds the
+#    response cache and CORS). curl sends reads, searches, history, compartment searches
+#    and refused requests through them, 32 at a time on kept-alive connections, and checks
+#    their statuses.
 # 3. Merges the counts with llvm-profdata (the LLVM major version must be rustc's: rustup's
 #    llvm-tools component, or Debian's llvm-N) and builds the release binary with them.
 #
@@ -118,25 +119,34 @@ gateway_config plain "$plain_port" <<EOF
 metrics: {enabled: false}
 auth: {mode: disabled}
 EOF
+# Both authenticating gateways trust the demo's authorization server.
+demo_issuer="auth: {issuers: [{issuer: '$origin/auth', audiences: ['$origin/fhir'], allow_http: true}]}"
 smart_port=$(free_port)
 gateway_config smart "$smart_port" <<EOF
-auth:
-  issuers:
-    - issuer: $origin/auth
-      audiences: [$origin/fhir]
-      allow_http: true
+$demo_issuer
 rate_limit:
   rules:
     - {name: per-client, key: client_id, per_second: 100000}
 audit: {path: $work/audit}
 EOF
-for gateway in plain smart; do
+# Code the training never runs is laid out as cold: the response cache and CORS get a
+# gateway of their own, so that turning them on does not land on it.
+cached_port=$(free_port)
+gateway_config cached "$cached_port" <<EOF
+$demo_issuer
+cors: {allowed_origins: ['http://app.example']}
+cache:
+  rules:
+    - {resource_types: ['*'], interactions: [read, vread, search, capabilities], ttl: 5m}
+EOF
+for gateway in plain smart cached; do
   "$trainee" serve --config "$work/$gateway.yaml" > "$work/$gateway.log" 2>&1 &
   pids+=($!)
 done
 wait_for "http://127.0.0.1:$store_port/fhir/metadata"
 wait_for "http://127.0.0.1:$plain_port/readyz"
 wait_for "http://127.0.0.1:$smart_port/readyz"
+wait_for "http://127.0.0.1:$cached_port/readyz"
 
 token() { # CLIENT SCOPE [PATIENT]
   "$trainee" auth token --data-dir "$work/demo" --public-url "$origin" --client "$1" \
@@ -170,10 +180,10 @@ for name, paths in mixes.items():
 EOF
 # A profile of failures would be worthless: every run must see successes, refusals as
 # designed, and no failure of the gateway itself (no answer, or a 5xx).
-drive() { # NAME MIX BASE [TOKEN]
+drive() { # NAME MIX BASE [TOKEN [ORIGIN]]
   sed "s|BASE|$3|" "$work/requests-$2.curl" > "$work/run.curl"
   curl --silent --no-progress-meter --parallel --parallel-max 32 --write-out '%{http_code}\n' \
-    ${4:+-H "Authorization: Bearer $4"} --config "$work/run.curl" 2>> "$work/curl.log" |
+    ${4:+-H "Authorization: Bearer $4"} ${5:+-H "Origin: $5"} --config "$work/run.curl" 2>> "$work/curl.log" |
     sort | uniq -c | sort -rn > "$work/statuses-$1"
   echo "   $1: $(awk '{printf "%s %s  ", $1, $2}' "$work/statuses-$1")"
   grep -q ' 200$' "$work/statuses-$1" || die "$1: no request succeeded"
@@ -182,7 +192,11 @@ drive() { # NAME MIX BASE [TOKEN]
 drive plain all "http://127.0.0.1:$plain_port/fhir"
 drive patient-token own "http://127.0.0.1:$smart_port/fhir" "$patient_token"
 drive system-token all "http://127.0.0.1:$smart_port/fhir" "$system_token"
+drive cached own "http://127.0.0.1:$cached_port/fhir" "$patient_token" http://app.example
 grep -q ' 403$' "$work/statuses-patient-token" || die "the patient token was never refused"
+curl -s -o /dev/null -D - -H "Authorization: Bearer $patient_token" \
+  "http://127.0.0.1:$cached_port/fhir/Patient/pat-0" | grep -qi '^x-cache-status: hit' ||
+  die "the cached gateway never answered from its cache"
 
 # The counts are written when a process exits normally; SIGTERM drains and exits 0.
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
