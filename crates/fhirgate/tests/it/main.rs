@@ -29,3 +29,13 @@ pub fn config_file(text: &str) -> tempfile::NamedTempFile {
     std::fs::write(file.path(), text).unwrap();
     file
 }
+
+/// Send SIGTERM, as container runtimes and Kubernetes do to stop a process.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

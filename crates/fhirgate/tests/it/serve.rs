@@ -5,7 +5,7 @@ use fhirgate_testkit::upstream::{Canned, Gate, MockUpstream};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::{BIN, config_file, example_config};
+use crate::{BIN, config_file, example_config, sigterm};
 
 /// Start `fhirgate serve` with the example config pointed at `upstream` on an ephemeral port;
 /// returns the child and its `http://127.0.0.1:PORT`.
@@ -44,15 +44,6 @@ async fn start(upstream: &MockUpstream) -> (Child, String, tempfile::NamedTempFi
     // Keep draining the log so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, address, file)
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::BIN;
+use crate::{BIN, sigterm};
 
 /// Container runtimes and Kubernetes stop a process with SIGTERM: the standalone store must
 /// take it as the signal to shut down cleanly (exit 0), like `serve` and `demo` do, rather
@@ -36,12 +36,7 @@ async fn store_serve_exits_cleanly_on_sigterm() {
     let response = client.get(format!("{base}/metadata")).send().await.unwrap();
     assert_eq!(response.status(), 200);
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the store exited after SIGTERM")
